@@ -1,0 +1,4 @@
+"""mmcot: Contextual Transformer Networks (CoTNet) for OpenMMLab."""
+from .version import __version__
+
+__all__ = ['__version__']

@@ -1,0 +1,191 @@
+"""Contextual Transformer (CoT) layers, drop-in replacements of a 3x3 conv.
+
+Li et al., "Contextual Transformer Networks for Visual Recognition",
+https://arxiv.org/abs/2107.12292
+"""
+from typing import Optional
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmcv.cnn import build_activation_layer, build_norm_layer
+from mmengine.model import BaseModule
+from mmengine.registry import MODELS
+
+from mmcot.ops import LocalAggregation
+
+
+@MODELS.register_module('CoT')
+class CoTLayer(BaseModule):
+    """Contextual Transformer layer (CoT block), in place of a 3x3 conv.
+
+    A grouped ``K x K`` conv gives the static context (keys); two 1x1 convs
+    on ``[query, key]`` give per-pixel aggregation weights (one ``K*K``
+    kernel per group of 8 channels); the values, aggregated over ``K x K``
+    windows with those weights, give the dynamic context; split attention
+    with radix 2 fuses static and dynamic context.
+
+    The signature follows ``nn.Conv2d`` so that
+    ``mmcv.cnn.build_conv_layer(dict(type='CoT'), C, C, 3, stride=2,
+    padding=1)`` returns this layer. A stride > 1 average-pools first
+    (``AvgPool2d(3, stride, 1)``), as the official bottleneck does.
+    Submodule names follow the official code, so its weights load as they are.
+
+    Args:
+        in_channels (int): Input channels C.
+        out_channels (int): Output channels; must equal ``in_channels``.
+        kernel_size (int): Odd window size K. Default: 3.
+        stride (int): Default: 1.
+        padding (int, optional): Must be ``dilation * (K - 1) // 2`` (same
+            size) if given. Default: None.
+        dilation (int): Dilation of the key conv and of the window.
+            Default: 1.
+        groups (int): Only 1 (use ``CoXt`` for cardinality). Default: 1.
+        bias (bool): Only False. Default: False.
+        key_groups (int): Groups of the key conv. Default: 4.
+        cardinality (int): Groups of the embed and value convs; the
+            aggregation runs per group. Default: 1.
+        share_planes (int): Channels sharing one aggregation kernel.
+            Default: 8.
+        norm_cfg (dict): Norm layers other than the weights' GroupNorm.
+            Default: ``dict(type='BN')``.
+        act_cfg (dict): Activation after the aggregation.
+            Default: ``dict(type='SiLU')`` (Swish).
+        init_cfg (dict, optional): Default: None.
+
+    Example:
+        >>> from mmcv.cnn import build_conv_layer
+        >>> layer = build_conv_layer(dict(type='CoT'), 64, 64, 3, stride=2,
+        ...                          padding=1)
+        >>> layer(torch.rand(2, 64, 16, 16)).shape
+        torch.Size([2, 64, 8, 8])
+    """
+
+    def __init__(self,
+                 in_channels: int,
+                 out_channels: int,
+                 kernel_size: int = 3,
+                 stride: int = 1,
+                 padding: Optional[int] = None,
+                 dilation: int = 1,
+                 groups: int = 1,
+                 bias: bool = False,
+                 key_groups: int = 4,
+                 cardinality: int = 1,
+                 share_planes: int = 8,
+                 norm_cfg: dict = dict(type='BN'),
+                 act_cfg: dict = dict(type='SiLU'),
+                 init_cfg: Optional[dict] = None) -> None:
+        super().__init__(init_cfg=init_cfg)
+        name = type(self).__name__
+        if in_channels != out_channels:
+            raise ValueError(f'{name} needs out_channels == in_channels, got '
+                             f'{in_channels} -> {out_channels}')
+        if not isinstance(kernel_size, int) or kernel_size % 2 == 0:
+            raise ValueError(f'{name} kernel_size must be an odd int, got '
+                             f'{kernel_size!r}')
+        same = dilation * (kernel_size - 1) // 2
+        if padding is not None and padding != same:
+            raise ValueError(f'{name} keeps the spatial size: padding must be '
+                             f'{same} for kernel_size={kernel_size}, '
+                             f'dilation={dilation}, got {padding}')
+        if groups != 1:
+            raise ValueError(f'{name} takes groups=1 only (CoXt layers set '
+                             f'their cardinality), got groups={groups}')
+        if bias:
+            raise ValueError(f'{name} has no output bias; got bias=True')
+        dim = in_channels
+        divisor = share_planes * cardinality
+        if dim % divisor or dim % key_groups:
+            raise ValueError(
+                f'{name} channels ({dim}) must be divisible by share_planes '
+                f'x cardinality ({divisor}) and key_groups ({key_groups})')
+        self.in_channels = self.out_channels = dim
+        self.kernel_size = kernel_size
+        self.stride = stride
+        self.cardinality = cardinality
+        self.radix = 2
+        taps = kernel_size * kernel_size
+        weight_groups = dim // share_planes
+        attn_channels = max(dim * self.radix // 4, 32)
+
+        def norm(channels):
+            return build_norm_layer(norm_cfg, channels)[1]
+
+        self.pool = (
+            nn.AvgPool2d(3, stride, padding=1) if stride > 1 else nn.Identity())
+        self.key_embed = nn.Sequential(
+            nn.Conv2d(dim, dim, kernel_size, padding=same, dilation=dilation,
+                      groups=key_groups, bias=False), norm(dim),
+            nn.ReLU(inplace=True))
+        self.embed = nn.Sequential(
+            nn.Conv2d(2 * dim, dim // 2, 1, groups=cardinality, bias=False),
+            norm(dim // 2), nn.ReLU(inplace=True),
+            nn.Conv2d(dim // 2, taps * weight_groups, 1, groups=cardinality),
+            nn.GroupNorm(weight_groups, taps * weight_groups))
+        self.conv1x1 = nn.Sequential(
+            nn.Conv2d(dim, dim, 1, groups=cardinality, bias=False), norm(dim))
+        self.local_conv = LocalAggregation(
+            kernel_size, padding=same, dilation=dilation)
+        self.bn = norm(dim)
+        self.act = build_activation_layer(act_cfg)
+        self.se = nn.Sequential(
+            nn.Conv2d(dim, attn_channels, 1), norm(attn_channels),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(attn_channels, self.radix * dim, 1))
+
+    def query_key(self, x: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        """Input of the weight embedding, (N, 2C, H, W): ``[x, k]``."""
+        return torch.cat([x, k], dim=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, C, H, W) -> (N, C, H / stride, W / stride)."""
+        x = self.pool(x)
+        n, c, h, w = x.shape
+        k = self.key_embed(x)
+        weight = self.embed(self.query_key(x, k))
+        # one aggregation per cardinality group, each with its own weights
+        weight = weight.view(n * self.cardinality, 1, -1,
+                             self.kernel_size**2, h, w)
+        v = self.conv1x1(x).view(n * self.cardinality, -1, h, w)
+        v = self.local_conv(v, weight).view(n, c, h, w)
+        v = self.act(self.bn(v))
+
+        attn = self.se((v + k).mean((2, 3), keepdim=True))
+        attn = F.softmax(attn.view(n, c, self.radix), dim=2)
+        return v * attn[..., 0, None, None] + k * attn[..., 1, None, None]
+
+
+@MODELS.register_module('CoXt')
+class CoXtLayer(CoTLayer):
+    """CoT layer with cardinality: the CoTNeXt variant.
+
+    Differs from :class:`CoTLayer` by a key conv with 8 groups, and embed and
+    value convs with ``cardinality`` (2) groups whose input interleaves query
+    and key channels (``x0, k0, x1, k1, ...``), so each group aggregates its
+    half of the channels with its half of the weights.
+
+    Args:
+        key_groups (int): Default: 8.
+        cardinality (int): Default: 2.
+        **kwargs: As :class:`CoTLayer`.
+    """
+
+    def __init__(self,
+                 in_channels: int,
+                 out_channels: int,
+                 kernel_size: int = 3,
+                 key_groups: int = 8,
+                 cardinality: int = 2,
+                 **kwargs) -> None:
+        super().__init__(
+            in_channels,
+            out_channels,
+            kernel_size,
+            key_groups=key_groups,
+            cardinality=cardinality,
+            **kwargs)
+
+    def query_key(self, x: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        """Interleaved query and key channels, (N, 2C, H, W)."""
+        return torch.stack([x, k], dim=2).flatten(1, 2)

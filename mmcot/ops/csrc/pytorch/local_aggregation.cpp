@@ -1,0 +1,116 @@
+// Device-agnostic entry of the local aggregation op: checks the tensors,
+// allocates the results and dispatches to the registered device kernels.
+// The Python wrapper validates arguments with user-facing messages; the
+// checks here guard the kernels against direct calls.
+#include "local_aggregation.h"
+
+#include <vector>
+
+namespace mmcot {
+namespace {
+
+LocalAggregationShape make_shape(const at::Tensor& input,
+                                 const at::Tensor& weight,
+                                 const std::vector<int64_t>& kernel_size,
+                                 const std::vector<int64_t>& stride,
+                                 const std::vector<int64_t>& padding,
+                                 const std::vector<int64_t>& dilation) {
+  TORCH_CHECK(input.dim() == 4, "input must be (N, C, H, W)");
+  TORCH_CHECK(weight.dim() == 6, "weight must be (N, heads, G, K*K, H', W')");
+  TORCH_CHECK(kernel_size.size() == 2 && stride.size() == 2 &&
+                  padding.size() == 2 && dilation.size() == 2,
+              "kernel_size, stride, padding and dilation need two values");
+  TORCH_CHECK(input.scalar_type() == weight.scalar_type(),
+              "input and weight must have the same dtype");
+  TORCH_CHECK(input.device() == weight.device(),
+              "input and weight must be on the same device");
+  TORCH_CHECK(input.is_contiguous() && weight.is_contiguous(),
+              "input and weight must be contiguous");
+  LocalAggregationShape s;
+  s.batch = input.size(0);
+  s.channels = input.size(1);
+  s.height = input.size(2);
+  s.width = input.size(3);
+  s.heads = weight.size(1);
+  s.groups = weight.size(2);
+  s.out_height = weight.size(4);
+  s.out_width = weight.size(5);
+  s.kernel_h = kernel_size[0];
+  s.kernel_w = kernel_size[1];
+  s.stride_h = stride[0];
+  s.stride_w = stride[1];
+  s.pad_h = padding[0];
+  s.pad_w = padding[1];
+  s.dilation_h = dilation[0];
+  s.dilation_w = dilation[1];
+  TORCH_CHECK(s.kernel_h > 0 && s.kernel_w > 0 && s.stride_h > 0 &&
+                  s.stride_w > 0 && s.dilation_h > 0 && s.dilation_w > 0 &&
+                  s.pad_h >= 0 && s.pad_w >= 0,
+              "kernel_size, stride, dilation must be positive, padding >= 0");
+  TORCH_CHECK(weight.size(0) == s.batch, "batch sizes differ");
+  TORCH_CHECK(s.groups > 0 && s.channels % s.groups == 0,
+              "channels must be divisible by the weight groups");
+  TORCH_CHECK(weight.size(3) == s.taps(), "weight dim 3 must be K*K");
+  const int64_t out_h =
+      (s.height + 2 * s.pad_h - s.dilation_h * (s.kernel_h - 1) - 1) /
+          s.stride_h + 1;
+  const int64_t out_w =
+      (s.width + 2 * s.pad_w - s.dilation_w * (s.kernel_w - 1) - 1) /
+          s.stride_w + 1;
+  TORCH_CHECK(out_h == s.out_height && out_w == s.out_width,
+              "weight spatial size must equal the output size");
+  return s;
+}
+
+}  // namespace
+
+at::Tensor local_aggregation_forward(const at::Tensor& input,
+                                     const at::Tensor& weight,
+                                     std::vector<int64_t> kernel_size,
+                                     std::vector<int64_t> stride,
+                                     std::vector<int64_t> padding,
+                                     std::vector<int64_t> dilation) {
+  const auto shape =
+      make_shape(input, weight, kernel_size, stride, padding, dilation);
+  at::Tensor output = at::empty(
+      {shape.batch, shape.heads * shape.channels, shape.out_height,
+       shape.out_width},
+      input.options());
+  if (output.numel() == 0) return output;
+  dispatch_device_impl<LocalAggregationForwardOp>(input, input, weight, output,
+                                                  shape);
+  return output;
+}
+
+std::vector<at::Tensor> local_aggregation_backward(
+    const at::Tensor& grad_output, const at::Tensor& input,
+    const at::Tensor& weight, std::vector<int64_t> kernel_size,
+    std::vector<int64_t> stride, std::vector<int64_t> padding,
+    std::vector<int64_t> dilation, bool need_input_grad,
+    bool need_weight_grad) {
+  const auto shape =
+      make_shape(input, weight, kernel_size, stride, padding, dilation);
+  TORCH_CHECK(grad_output.is_contiguous() &&
+                  grad_output.scalar_type() == input.scalar_type(),
+              "grad_output must be contiguous and of the input's dtype");
+  TORCH_CHECK(grad_output.dim() == 4 && grad_output.size(0) == shape.batch &&
+                  grad_output.size(1) == shape.heads * shape.channels &&
+                  grad_output.size(2) == shape.out_height &&
+                  grad_output.size(3) == shape.out_width,
+              "grad_output has the wrong shape");
+  at::Tensor grad_input =
+      need_input_grad ? at::empty_like(input) : at::Tensor();
+  at::Tensor grad_weight =
+      need_weight_grad ? at::empty_like(weight) : at::Tensor();
+  if ((need_input_grad || need_weight_grad) && input.numel() > 0 &&
+      weight.numel() > 0) {
+    dispatch_device_impl<LocalAggregationBackwardOp>(
+        input, grad_output, input, weight, grad_input, grad_weight, shape);
+  } else {
+    if (grad_input.defined()) grad_input.zero_();
+    if (grad_weight.defined()) grad_weight.zero_();
+  }
+  return {grad_input, grad_weight};
+}
+
+}  // namespace mmcot

@@ -1,0 +1,29 @@
+// Device-agnostic declarations of the local aggregation op.
+#ifndef MMCOT_LOCAL_AGGREGATION_H
+#define MMCOT_LOCAL_AGGREGATION_H
+
+#include <torch/extension.h>
+
+#include "../common/local_aggregation_shape.h"
+#include "../common/pytorch_device_registry.hpp"
+
+namespace mmcot {
+
+struct LocalAggregationForwardOp {
+  using Fn = void (*)(const at::Tensor& input, const at::Tensor& weight,
+                      at::Tensor& output, const LocalAggregationShape& shape);
+  static constexpr const char* name = "local_aggregation_forward";
+};
+
+// grad_input / grad_weight may be undefined tensors when not required.
+struct LocalAggregationBackwardOp {
+  using Fn = void (*)(const at::Tensor& grad_output, const at::Tensor& input,
+                      const at::Tensor& weight, at::Tensor& grad_input,
+                      at::Tensor& grad_weight,
+                      const LocalAggregationShape& shape);
+  static constexpr const char* name = "local_aggregation_backward";
+};
+
+}  // namespace mmcot
+
+#endif  // MMCOT_LOCAL_AGGREGATION_H

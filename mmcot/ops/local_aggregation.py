@@ -1,0 +1,242 @@
+"""Local aggregation, the dynamic-context operator of the CoT block.
+
+Each output pixel aggregates a ``K x K`` window of the values with per-pixel
+weights shared by the channels of a weight group::
+
+    out[n, h*C + c, y, x] = sum_k weight[n, h, c % G, k, y, x]
+                                  * window_k(input[n, c])[y, x]
+
+with zero padding, where ``window_k`` reads ``input`` at
+``(y*stride - padding + (k // K)*dilation, x*stride - padding + (k % K)*dilation)``.
+These are the semantics of the official CoTNet CUDA kernel
+(``LocalConvolution``), heads and stride included.
+"""
+from typing import Sequence, Tuple, Union
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.autograd import Function
+from torch.autograd.function import once_differentiable
+
+from .ext_loader import load_ext
+
+IntPair = Union[int, Sequence[int]]
+_KERNEL_DTYPES = {
+    'cpu': (torch.float32, torch.float64),
+    'cuda': (torch.float32, torch.float64, torch.float16, torch.bfloat16),
+}
+
+
+def _pair_arg(value: IntPair, name: str, minimum: int) -> Tuple[int, int]:
+    pair = (value, value) if isinstance(value, int) else tuple(value)
+    if (len(pair) != 2 or not all(isinstance(v, int) for v in pair)
+            or any(v < minimum for v in pair)):
+        raise ValueError(f'{name} must be an int or a pair of ints >= '
+                         f'{minimum}, got {value!r}')
+    return pair
+
+
+def _check_args(input: torch.Tensor, weight: torch.Tensor,
+                kernel_size: IntPair, stride: IntPair, padding: IntPair,
+                dilation: IntPair):
+    """Validate the arguments; return the int pairs and the output size."""
+    for name, t in (('input', input), ('weight', weight)):
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f'{name} must be a torch.Tensor, got {type(t)}')
+        if not t.is_floating_point():
+            raise TypeError(f'{name} must be a floating-point tensor, '
+                            f'got dtype {t.dtype}')
+    if input.dtype != weight.dtype:
+        raise TypeError(f'input and weight must have the same dtype, got '
+                        f'input {input.dtype} and weight {weight.dtype}')
+    if input.device != weight.device:
+        raise ValueError(f'input and weight must be on the same device, got '
+                         f'input on {input.device} and weight on '
+                         f'{weight.device}')
+    kernel_size = _pair_arg(kernel_size, 'kernel_size', 1)
+    stride = _pair_arg(stride, 'stride', 1)
+    padding = _pair_arg(padding, 'padding', 0)
+    dilation = _pair_arg(dilation, 'dilation', 1)
+    if input.dim() != 4:
+        raise ValueError('input must be a 4-D tensor (N, C, H, W), got shape '
+                         f'{tuple(input.shape)}')
+    if weight.dim() != 6:
+        raise ValueError('weight must be a 6-D tensor (N, heads, G, K*K, '
+                         f'H_out, W_out), got shape {tuple(weight.shape)}')
+    n, c, h, w = input.shape
+    taps = kernel_size[0] * kernel_size[1]
+    out_size = tuple(
+        (size + 2 * p - d * (k - 1) - 1) // s + 1 for size, k, s, p, d in zip(
+            (h, w), kernel_size, stride, padding, dilation))
+    if min(out_size) <= 0:
+        raise ValueError(f'input of spatial size {(h, w)} gives an empty '
+                         f'output with kernel_size={kernel_size}, '
+                         f'padding={padding}, dilation={dilation}')
+    expected = (n, weight.shape[1], weight.shape[2], taps) + out_size
+    if weight.shape[0] != n:
+        raise ValueError(f'weight batch size {weight.shape[0]} does not '
+                         f'match input batch size {n}')
+    if weight.shape[1] < 1 or weight.shape[2] < 1 or c % weight.shape[2]:
+        raise ValueError(f'input channels C={c} must be divisible by the '
+                         f'weight groups G={weight.shape[2]} (weight dim 2)')
+    if tuple(weight.shape) != expected:
+        raise ValueError(
+            f'weight must have shape (N, heads, G, K*K, H_out, W_out) = '
+            f'{expected} for input {tuple(input.shape)} and '
+            f'kernel_size={kernel_size}, stride={stride}, padding={padding}, '
+            f'dilation={dilation}; got {tuple(weight.shape)}')
+    return kernel_size, stride, padding, dilation, out_size
+
+
+def local_aggregation_reference(input: torch.Tensor,
+                                weight: torch.Tensor,
+                                kernel_size: IntPair,
+                                stride: IntPair = 1,
+                                padding: IntPair = 0,
+                                dilation: IntPair = 1) -> torch.Tensor:
+    """Local aggregation in plain PyTorch (``unfold``): oracle and fallback.
+
+    Args:
+        input (Tensor): values of shape (N, C, H, W).
+        weight (Tensor): of shape (N, heads, G, K*K, H_out, W_out).
+
+    Returns:
+        Tensor: of shape (N, heads*C, H_out, W_out).
+    """
+    kernel_size, stride, padding, dilation, out_size = _check_args(
+        input, weight, kernel_size, stride, padding, dilation)
+    n, c = input.shape[:2]
+    heads, groups, taps = weight.shape[1:4]
+    # unfold orders rows as (channel, tap); channel c = j * G + g.
+    cols = F.unfold(input, kernel_size, dilation, padding, stride)
+    cols = cols.view(n, 1, c // groups, groups, taps, *out_size)
+    out = (weight.unsqueeze(2) * cols).sum(dim=4)
+    return out.reshape(n, heads * c, *out_size)
+
+
+class LocalAggregationFunction(Function):
+    """Autograd function running the compiled kernels of ``mmcot._ext``."""
+
+    @staticmethod
+    def forward(ctx, input: torch.Tensor, weight: torch.Tensor,
+                kernel_size: Tuple[int, int], stride: Tuple[int, int],
+                padding: Tuple[int, int],
+                dilation: Tuple[int, int]) -> torch.Tensor:
+        input, weight = input.contiguous(), weight.contiguous()
+        ctx.params = (list(kernel_size), list(stride), list(padding),
+                      list(dilation))
+        ctx.save_for_backward(input, weight)
+        return load_ext().local_aggregation_forward(input, weight,
+                                                    *ctx.params)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_output: torch.Tensor):
+        input, weight = ctx.saved_tensors
+        grad_input, grad_weight = load_ext().local_aggregation_backward(
+            grad_output.contiguous(), input, weight, *ctx.params,
+            ctx.needs_input_grad[0], ctx.needs_input_grad[1])
+        return grad_input, grad_weight, None, None, None, None
+
+
+def _uses_kernel(input: torch.Tensor) -> bool:
+    ext = load_ext()
+    if ext is None:
+        return False
+    device = input.device.type
+    if device == 'cuda' and not ext.with_cuda:
+        raise RuntimeError(
+            'local_aggregation got CUDA tensors but this mmcot build has no '
+            'CUDA kernels; reinstall mmcot with FORCE_CUDA=1 (see README)')
+    return input.dtype in _KERNEL_DTYPES.get(device, ())
+
+
+def _autocast(input: torch.Tensor, weight: torch.Tensor):
+    """Bring both operands to one dtype inside ``torch.autocast``.
+
+    Under autocast the values (a conv output) and the weights (a GroupNorm
+    output, kept in float32) arrive in different dtypes.
+    """
+    device = input.device.type
+    if device not in ('cuda', 'cpu') or not torch.is_autocast_enabled(device):
+        return input, weight
+    dtype = torch.get_autocast_dtype(device)
+    if device == 'cpu':  # the CPU kernels compute in float32 or float64
+        dtype = torch.promote_types(torch.float32,
+                                    torch.promote_types(input.dtype,
+                                                        weight.dtype))
+    return input.to(dtype), weight.to(dtype)
+
+
+def local_aggregation(input: torch.Tensor,
+                      weight: torch.Tensor,
+                      kernel_size: IntPair,
+                      stride: IntPair = 1,
+                      padding: IntPair = 0,
+                      dilation: IntPair = 1) -> torch.Tensor:
+    """Aggregate ``K x K`` windows of ``input`` with per-pixel ``weight``.
+
+    Runs the compiled CPU (float32/64) or CUDA (float32/64/16, bfloat16)
+    kernels, and the pure-PyTorch reference otherwise.
+
+    Args:
+        input (Tensor): values of shape (N, C, H, W).
+        weight (Tensor): aggregation weights of shape
+            (N, heads, G, K*K, H_out, W_out); channel ``c`` uses group
+            ``c % G``.
+        kernel_size (int | tuple[int, int]): window size K.
+        stride (int | tuple[int, int]): Default: 1.
+        padding (int | tuple[int, int]): zero padding. Default: 0.
+        dilation (int | tuple[int, int]): Default: 1.
+
+    Returns:
+        Tensor: of shape (N, heads*C, H_out, W_out).
+
+    Example:
+        >>> x = torch.randn(2, 16, 8, 8)
+        >>> w = torch.randn(2, 1, 4, 9, 8, 8)
+        >>> local_aggregation(x, w, 3, padding=1).shape
+        torch.Size([2, 16, 8, 8])
+    """
+    if isinstance(input, torch.Tensor) and isinstance(weight, torch.Tensor):
+        input, weight = _autocast(input, weight)
+    kernel_size, stride, padding, dilation, _ = _check_args(
+        input, weight, kernel_size, stride, padding, dilation)
+    if _uses_kernel(input):
+        return LocalAggregationFunction.apply(input, weight, kernel_size,
+                                              stride, padding, dilation)
+    return local_aggregation_reference(input, weight, kernel_size, stride,
+                                       padding, dilation)
+
+
+class LocalAggregation(nn.Module):
+    """Module form of :func:`local_aggregation`.
+
+    Args:
+        kernel_size (int | tuple[int, int]): window size K.
+        stride (int | tuple[int, int]): Default: 1.
+        padding (int | tuple[int, int]): Default: 0.
+        dilation (int | tuple[int, int]): Default: 1.
+    """
+
+    def __init__(self,
+                 kernel_size: IntPair,
+                 stride: IntPair = 1,
+                 padding: IntPair = 0,
+                 dilation: IntPair = 1) -> None:
+        super().__init__()
+        self.kernel_size = _pair_arg(kernel_size, 'kernel_size', 1)
+        self.stride = _pair_arg(stride, 'stride', 1)
+        self.padding = _pair_arg(padding, 'padding', 0)
+        self.dilation = _pair_arg(dilation, 'dilation', 1)
+
+    def forward(self, input: torch.Tensor,
+                weight: torch.Tensor) -> torch.Tensor:
+        """(N, C, H, W), (N, heads, G, K*K, H', W') -> (N, heads*C, H', W')."""
+        return local_aggregation(input, weight, self.kernel_size, self.stride,
+                                 self.padding, self.dilation)
+
+    def extra_repr(self) -> str:
+        return (f'kernel_size={self.kernel_size}, stride={self.stride}, '
+                f'padding={self.padding}, dilation={self.dilation}')

@@ -1,0 +1,101 @@
+"""Build and install mmcot with its compiled op extension ``mmcot._ext``.
+
+The C++ CPU kernels are always built. The CUDA kernels are added when a GPU
+is visible or ``FORCE_CUDA=1`` is set (as mmcv does); ``MMCOT_WITH_OPS=0``
+skips the extension, and the op then runs its pure-PyTorch reference.
+"""
+import glob
+import os
+import os.path as osp
+
+from setuptools import find_packages, setup
+
+ROOT = osp.dirname(osp.abspath(__file__))
+CSRC = osp.join('mmcot', 'ops', 'csrc')
+
+
+def get_version():
+    scope = {}
+    with open(osp.join(ROOT, 'mmcot', 'version.py')) as f:
+        exec(f.read(), scope)
+    return scope['__version__']
+
+
+def parse_requirements(name):
+    with open(osp.join(ROOT, 'requirements', name)) as f:
+        lines = (line.split('#')[0].strip() for line in f)
+        return [line for line in lines if line]
+
+
+def cuda_paths():
+    """Include and library folders that torch's CUDA wheels keep apart."""
+    import torch
+    site = osp.dirname(osp.dirname(torch.__file__))
+    include_dirs = glob.glob(osp.join(site, 'nvidia', 'cu*', 'include'))
+    from torch.utils.cpp_extension import CUDA_HOME
+    library_dirs = []
+    if CUDA_HOME:
+        library_dirs = [
+            d for d in (osp.join(CUDA_HOME, 'lib64'), osp.join(CUDA_HOME, 'lib'))
+            if osp.isdir(d)
+        ]
+    return include_dirs, library_dirs
+
+
+def get_extensions():
+    if os.getenv('MMCOT_WITH_OPS', '1') == '0':
+        return []
+    import torch
+    from torch.utils.cpp_extension import CppExtension, CUDAExtension
+
+    sources = sorted(
+        glob.glob(osp.join(CSRC, 'pytorch', '*.cpp')) +
+        glob.glob(osp.join(CSRC, 'pytorch', 'cpu', '*.cpp')))
+    cxx_flags = ['-O3']
+    define_macros = []
+    with_cuda = torch.cuda.is_available() or os.getenv('FORCE_CUDA', '0') == '1'
+    if with_cuda:
+        sources += sorted(glob.glob(osp.join(CSRC, 'pytorch', 'cuda', '*.cu')))
+        define_macros.append(('WITH_CUDA', None))
+        include_dirs, library_dirs = cuda_paths()
+        return [
+            CUDAExtension(
+                name='mmcot._ext',
+                sources=sources,
+                include_dirs=include_dirs,
+                library_dirs=library_dirs,
+                define_macros=define_macros,
+                extra_compile_args={
+                    'cxx': cxx_flags,
+                    'nvcc': ['-O3', '--expt-relaxed-constexpr'],
+                })
+        ]
+    return [
+        CppExtension(
+            name='mmcot._ext',
+            sources=sources,
+            define_macros=define_macros,
+            extra_compile_args={'cxx': cxx_flags})
+    ]
+
+
+def get_cmdclass():
+    from torch.utils.cpp_extension import BuildExtension
+    return {'build_ext': BuildExtension.with_options(use_ninja=True)}
+
+
+if __name__ == '__main__':
+    setup(
+        name='mmcot',
+        version=get_version(),
+        description='Contextual Transformer Networks (CoTNet) for OpenMMLab',
+        long_description=open(osp.join(ROOT, 'README.md')).read(),
+        long_description_content_type='text/markdown',
+        license='Apache License 2.0',
+        packages=find_packages(exclude=('configs', 'tools', 'tests')),
+        include_package_data=True,
+        python_requires='>=3.8',
+        install_requires=parse_requirements('runtime.txt'),
+        ext_modules=get_extensions(),
+        cmdclass=get_cmdclass(),
+        zip_safe=False)

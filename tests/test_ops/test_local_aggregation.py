@@ -1,0 +1,274 @@
+import itertools
+import os.path as osp
+import shutil
+import subprocess
+import warnings
+
+import pytest
+import torch
+
+import mmcot.ops.ext_loader as ext_loader
+from mmcot.ops import (LocalAggregation, ext_available, ext_with_cuda,
+                       local_aggregation, local_aggregation_reference)
+from mmcot.ops.local_aggregation import LocalAggregationFunction
+
+CSRC = osp.join(osp.dirname(ext_loader.__file__), 'csrc')
+requires_ext = pytest.mark.skipif(
+    not ext_available(), reason='mmcot._ext is not built')
+requires_cuda = pytest.mark.skipif(
+    not (torch.cuda.is_available() and ext_with_cuda()),
+    reason='needs a GPU and a CUDA build of mmcot._ext')
+DEVICES = ['cpu', pytest.param('cuda', marks=requires_cuda)]
+
+
+def loop_aggregation(input, weight, k, s, p, d):
+    """The defining formula, one output element at a time (an independent
+    oracle for the unfold reference)."""
+    n, c, h, w = input.shape
+    heads, groups = weight.shape[1:3]
+    ho, wo = weight.shape[-2:]
+    out = input.new_zeros(n, heads * c, ho, wo)
+    for b, hd, ch, y, x in itertools.product(
+            range(n), range(heads), range(c), range(ho), range(wo)):
+        for i, j in itertools.product(range(k), range(k)):
+            yi, xi = y * s - p + i * d, x * s - p + j * d
+            if 0 <= yi < h and 0 <= xi < w:
+                out[b, hd * c + ch, y, x] += (
+                    weight[b, hd, ch % groups, i * k + j, y, x] *
+                    input[b, ch, yi, xi])
+    return out
+
+
+def out_size(size, k, s, p, d):
+    return (size + 2 * p - d * (k - 1) - 1) // s + 1
+
+
+def make_case(n, c, h, w, heads, groups, k, s, d, dtype, device, seed=0):
+    p = d * (k - 1) // 2
+    g = torch.Generator().manual_seed(seed)
+    ho, wo = out_size(h, k, s, p, d), out_size(w, k, s, p, d)
+    x = torch.randn(n, c, h, w, generator=g, dtype=torch.float64)
+    a = torch.randn(n, heads, groups, k * k, ho, wo, generator=g,
+                    dtype=torch.float64)
+    x = x.to(device, dtype).requires_grad_()
+    a = a.to(device, dtype).requires_grad_()
+    return x, a, dict(kernel_size=k, stride=s, padding=p, dilation=d)
+
+
+def test_reference_matches_definition():
+    x, a, kw = make_case(2, 6, 5, 7, 2, 3, 3, 2, 1, torch.float64, 'cpu')
+    expected = loop_aggregation(x, a, 3, 2, 1, 1)
+    torch.testing.assert_close(
+        local_aggregation_reference(x, a, **kw), expected, rtol=0, atol=1e-12)
+    # channel c uses weight group c % G, not c // (C / G)
+    x, a, kw = make_case(1, 4, 4, 4, 1, 2, 3, 1, 1, torch.float64, 'cpu')
+    a = a.detach().clone()
+    a[:, :, 1] = 0
+    out = local_aggregation_reference(x, a, **kw)
+    assert out[0, 1].abs().max() == 0 and out[0, 3].abs().max() == 0
+    assert out[0, 0].abs().max() > 0 and out[0, 2].abs().max() > 0
+
+
+# (n, c, h, w, heads, groups) x (k, stride, dilation): odd sizes, K 1/3/5/7.
+SHAPES = [(1, 8, 9, 7, 1, 2), (2, 12, 6, 11, 2, 3), (3, 4, 5, 5, 1, 4),
+          (2, 16, 13, 8, 2, 8)]
+WINDOWS = [(1, 1, 1), (3, 1, 1), (3, 2, 1), (3, 1, 2), (5, 2, 2), (7, 1, 1),
+           (7, 2, 1)]
+
+
+@requires_ext
+@pytest.mark.parametrize('device', DEVICES)
+@pytest.mark.parametrize('dtype,tol', [(torch.float64, 1e-12),
+                                       (torch.float32, 1e-5)])
+@pytest.mark.parametrize('shape', SHAPES)
+@pytest.mark.parametrize('window', WINDOWS)
+def test_kernel_matches_reference(device, dtype, tol, shape, window):
+    x, a, kw = make_case(*shape, *window, dtype, device)
+    out = local_aggregation(x, a, **kw)
+    ref = local_aggregation_reference(x, a, **kw)
+    grad = torch.randn_like(ref)
+    gx, ga = torch.autograd.grad(out, (x, a), grad)
+    rx, ra = torch.autograd.grad(ref, (x, a), grad)
+    for got, want in ((out, ref), (gx, rx), (ga, ra)):
+        scale = want.abs().max().clamp_min(1)
+        assert (got - want).abs().max() <= tol * scale
+
+
+@requires_ext
+@pytest.mark.parametrize('device', DEVICES)
+@pytest.mark.parametrize('case', [(2, 4, 5, 6, 1, 2, 3, 1, 1),
+                                  (1, 6, 7, 5, 2, 3, 3, 2, 2),
+                                  (2, 4, 4, 4, 1, 4, 5, 2, 1)])
+def test_gradcheck(device, case):
+    x, a, kw = make_case(*case, torch.float64, device)
+    assert torch.autograd.gradcheck(
+        lambda x, a: LocalAggregationFunction.apply(
+            x, a, (kw['kernel_size'],) * 2, (kw['stride'],) * 2,
+            (kw['padding'],) * 2, (kw['dilation'],) * 2), (x, a))
+
+
+@requires_ext
+@pytest.mark.parametrize('device', DEVICES)
+def test_deterministic(device):
+    x, a, kw = make_case(3, 32, 15, 15, 1, 4, 3, 1, 1, torch.float32, device)
+    runs = []
+    for _ in range(2):
+        out = local_aggregation(x, a, **kw)
+        runs.append((out, ) + torch.autograd.grad(out.square().sum(), (x, a)))
+    for first, second in zip(*runs):
+        assert torch.equal(first, second)
+
+
+@pytest.mark.parametrize('device', DEVICES)
+def test_non_contiguous_inputs(device):
+    x, a, kw = make_case(2, 8, 6, 6, 1, 4, 3, 1, 1, torch.float64, device)
+    xt = x.detach().transpose(2, 3).contiguous().transpose(2, 3)
+    at = a.detach().permute(0, 1, 2, 3, 5, 4).contiguous().permute(
+        0, 1, 2, 3, 5, 4)
+    assert not xt.is_contiguous() and not at.is_contiguous()
+    expected = local_aggregation_reference(x, a, **kw)
+    torch.testing.assert_close(local_aggregation(xt, at, **kw), expected)
+    sliced = torch.stack([x, -x], 2).flatten(1, 2)[:, ::2]  # strided channels
+    assert not sliced.is_contiguous()
+    torch.testing.assert_close(
+        local_aggregation(sliced, a, **kw), expected, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize('device', DEVICES)
+def test_empty_batch(device):
+    x = torch.zeros(0, 8, 5, 5, device=device, requires_grad=True)
+    a = torch.zeros(0, 1, 2, 9, 5, 5, device=device, requires_grad=True)
+    out = local_aggregation(x, a, 3, padding=1)
+    assert out.shape == (0, 8, 5, 5)
+    out.sum().backward()
+    assert x.grad.shape == x.shape and a.grad.shape == a.shape
+
+
+def test_module():
+    module = LocalAggregation(3, stride=2, padding=1)
+    assert 'stride=(2, 2)' in repr(module)
+    x, a, _ = make_case(2, 4, 7, 7, 1, 2, 3, 2, 1, torch.float64, 'cpu')
+    torch.testing.assert_close(module(x, a),
+                               loop_aggregation(x, a, 3, 2, 1, 1))
+
+
+def test_fallback_without_extension(monkeypatch):
+    """Without mmcot._ext the op warns once and runs the reference."""
+    ext_loader.load_ext.cache_clear()
+    real_import = ext_loader.importlib.import_module
+
+    def fail(name, *args):
+        if name == 'mmcot._ext':
+            raise ImportError('not built')
+        return real_import(name, *args)
+
+    monkeypatch.setattr(ext_loader.importlib, 'import_module', fail)
+    try:
+        x, a, kw = make_case(2, 4, 5, 5, 1, 2, 3, 1, 1, torch.float64, 'cpu')
+        with pytest.warns(RuntimeWarning, match='fall back'):
+            out = local_aggregation(x, a, **kw)
+        with warnings.catch_warnings():
+            warnings.simplefilter('error')
+            local_aggregation(x, a, **kw)  # said once only
+        assert not ext_available()
+        torch.testing.assert_close(out, loop_aggregation(x, a, 3, 1, 1, 1))
+        out.sum().backward()
+        assert x.grad is not None and a.grad is not None
+    finally:
+        ext_loader.load_ext.cache_clear()
+
+
+def test_cpu_autocast():
+    x, a, kw = make_case(2, 8, 6, 6, 1, 2, 3, 1, 1, torch.float32, 'cpu')
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        out = local_aggregation(x.bfloat16(), a, **kw)
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(
+        out, local_aggregation_reference(x.bfloat16().float(), a, **kw))
+
+
+def good():
+    return (torch.randn(2, 8, 6, 6), torch.randn(2, 1, 4, 9, 6, 6))
+
+
+@pytest.mark.parametrize('make,kwargs,error,match', [
+    (lambda x, a: (x[0], a), {}, ValueError, r'input must be a 4-D'),
+    (lambda x, a: (x, a[0]), {}, ValueError, r'weight must be a 6-D'),
+    (lambda x, a: (x, a[:1]), {}, ValueError, r'batch size 1 .* batch size 2'),
+    (lambda x, a: (x, torch.randn(2, 1, 3, 9, 6, 6)), {}, ValueError,
+     r'C=8 must be divisible by the weight groups G=3'),
+    (lambda x, a: (x, torch.randn(2, 1, 4, 25, 6, 6)), {}, ValueError,
+     r'weight must have shape .*\(2, 1, 4, 9, 6, 6\)'),
+    (lambda x, a: (x, a), dict(stride=2), ValueError,
+     r'weight must have shape .*\(2, 1, 4, 9, 3, 3\)'),
+    (lambda x, a: (x, a.double()), {}, TypeError, r'same dtype'),
+    (lambda x, a: (x.long(), a.long()), {}, TypeError, r'input must be a '
+     r'floating-point'),
+    (lambda x, a: (x, a), dict(kernel_size=0), ValueError, r'kernel_size'),
+    (lambda x, a: (x, a), dict(padding=-1), ValueError, r'padding'),
+    (lambda x, a: (x, a), dict(stride=(1, 1, 1)), ValueError, r'stride'),
+    (lambda x, a: (x, a.numpy()), {}, TypeError, r'weight must be a torch'),
+    (lambda x, a: (torch.randn(2, 8, 1, 1), a), dict(padding=0), ValueError,
+     r'empty output'),
+])
+def test_bad_input(make, kwargs, error, match):
+    x, a = make(*good())
+    args = dict(kernel_size=3, padding=1)
+    args.update(kwargs)
+    with pytest.raises(error, match=match):
+        local_aggregation(x, a, **args)
+
+
+@requires_cuda
+def test_device_mismatch():
+    x, a = good()
+    with pytest.raises(ValueError, match='same device'):
+        local_aggregation(x.cuda(), a, 3, padding=1)
+
+
+@requires_cuda
+@pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16])
+def test_cuda_half_against_fp32(dtype):
+    x, a, kw = make_case(2, 64, 17, 19, 1, 8, 3, 1, 1, torch.float32, 'cuda')
+    xh = x.detach().to(dtype).requires_grad_()
+    ah = a.detach().to(dtype).requires_grad_()
+    out = local_aggregation(xh, ah, **kw)
+    ref = local_aggregation_reference(xh.float(), ah.float(), **kw)
+    tol = 1e-2 if dtype == torch.float16 else 5e-2
+    torch.testing.assert_close(out.float(), ref, rtol=tol, atol=tol)
+    grad = torch.randn_like(ref)
+    gx, ga = torch.autograd.grad(out, (xh, ah), grad.to(dtype))
+    rx, ra = torch.autograd.grad(ref, (x, a), grad)
+    torch.testing.assert_close(gx.float(), rx, rtol=tol, atol=tol * 4)
+    torch.testing.assert_close(ga.float(), ra, rtol=tol, atol=tol * 4)
+
+
+@requires_cuda
+def test_cuda_autocast():
+    x, a, kw = make_case(2, 32, 9, 9, 1, 4, 3, 1, 1, torch.float32, 'cuda')
+    with torch.autocast('cuda', dtype=torch.float16):
+        out = local_aggregation(x.half(), a, **kw)  # a stays float32
+        assert out.dtype == torch.float16
+        out.float().sum().backward()
+    assert a.grad.dtype == torch.float32
+    torch.testing.assert_close(
+        out.float(), local_aggregation_reference(x, a, **kw), rtol=1e-2,
+        atol=1e-2)
+
+
+@pytest.mark.skipif(shutil.which('nvcc') is None, reason='needs nvcc')
+@pytest.mark.parametrize('arch', ['sm_80', 'sm_90'])
+def test_cuda_kernels_compile(arch, tmp_path):
+    """The CUDA kernels compile for Ampere and Hopper in every dtype."""
+    source = osp.join(osp.dirname(__file__),
+                      'local_aggregation_instantiation.cu')
+    result = subprocess.run(
+        ['nvcc', '-std=c++17', f'-arch={arch}', f'-I{CSRC}', '-c', source,
+         '-o', str(tmp_path / 'kernels.o')],
+        capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    cuobjdump = shutil.which('cuobjdump')
+    if cuobjdump:
+        listing = subprocess.run([cuobjdump, '-lelf', str(tmp_path / 'kernels.o')],
+                                 capture_output=True, text=True).stdout
+        assert arch in listing
