@@ -56,5 +56,6 @@ echo "[install] runtime requirements"
 pip_install -r requirements/runtime.txt
 
 echo "[install] mmcot (compiling mmcot._ext)"
-MAX_JOBS="${MAX_JOBS:-$(nproc)}" pip_install --no-build-isolation -e .
+# --use-pep517: pip 23's legacy editable path would rebuild in isolation, without torch
+MAX_JOBS="${MAX_JOBS:-$(nproc)}" pip_install --use-pep517 --no-build-isolation -e .
 "$PY" -c "import mmcot; from mmcot.ops import ext_available; print('[install] mmcot', mmcot.__version__, '| compiled op:', ext_available())"

@@ -174,6 +174,11 @@ class CoTNet(ResNet):
         return ResLayer(
             groups=self.groups, width_per_group=self.width_per_group, **kwargs)
 
+    def train(self, mode: bool = True) -> 'CoTNet':
+        """As ResNet's (``frozen_stages``, ``norm_eval``); returns self."""
+        super().train(mode)
+        return self
+
 
 @MODELS.register_module()
 class CoTNeXt(CoTNet):

@@ -4,9 +4,9 @@ from typing import Optional, Sequence
 import torch.nn as nn
 from mmcv.cnn import build_conv_layer, build_norm_layer
 from mmengine.registry import MODELS
-from mmpretrain.models.backbones.resnet import ResLayer, ResNet
+from mmpretrain.models.backbones.resnet import ResLayer
 
-from .cotnet import CoTBottleneck, _override_stage_blocks
+from .cotnet import CoTBottleneck, CoTNet
 
 
 class _StageBlocks:
@@ -23,7 +23,7 @@ class _StageBlocks:
 
 
 @MODELS.register_module()
-class SECoTNetD(ResNet):
+class SECoTNetD(CoTNet):
     """SE-CoTNetD backbone: a hybrid of split-attention (SE) and CoT blocks.
 
     Deep stem (three 3x3 convs, no max pool), every stage strided (stage 1
@@ -44,7 +44,7 @@ class SECoTNetD(ResNet):
         avg_down (bool): Default: True.
         anti_alias (bool, optional): Blur pooling in strided blocks.
             Default: True for depth 152 only.
-        **kwargs: As mmpretrain's :class:`ResNet`.
+        **kwargs: As :class:`CoTNet` (mmpretrain's :class:`ResNet`).
 
     Example:
         >>> import torch
@@ -70,13 +70,12 @@ class SECoTNetD(ResNet):
                  avg_down: bool = True,
                  anti_alias: Optional[bool] = None,
                  **kwargs) -> None:
-        self.arch_settings = _override_stage_blocks(self.arch_settings, depth,
-                                                    stage_blocks)
         self.anti_alias = depth == 152 if anti_alias is None else anti_alias
         if stem_channels is None:
             stem_channels = self.default_stem_channels[depth]
         super().__init__(
             depth,
+            stage_blocks=stage_blocks,
             stem_channels=stem_channels,
             strides=strides,
             avg_down=avg_down,
@@ -94,7 +93,10 @@ class SECoTNetD(ResNet):
     def make_res_layer(self, block, num_blocks: int, **kwargs) -> ResLayer:
         stage = len(self.res_layers)
         block = _StageBlocks(
-            self.conv2_types(stage, num_blocks), anti_alias=self.anti_alias)
+            self.conv2_types(stage, num_blocks),
+            anti_alias=self.anti_alias,
+            groups=self.groups,
+            width_per_group=self.width_per_group)
         return ResLayer(block=block, num_blocks=num_blocks, **kwargs)
 
     def _make_stem_layer(self, in_channels: int, stem_channels: int) -> None:

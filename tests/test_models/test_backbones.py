@@ -1,0 +1,155 @@
+import pytest
+import torch
+from mmengine.registry import MODELS
+from torch.nn.modules.batchnorm import _BatchNorm
+
+import mmcot.models  # noqa: F401
+from mmcot.models import CoTNet, CoTNeXt, SECoTNetD
+from mmcot.models.layers import (BlurPool2d, CoTLayer, CoXtLayer,
+                                 SplitAttentionConv)
+
+SMALL = dict(stage_blocks=(1, 1, 2, 1), out_indices=(0, 1, 2, 3))
+FAMILIES = [CoTNet, CoTNeXt, SECoTNetD]
+
+
+def small(cls, **kwargs):
+    return cls(depth=50, **{**SMALL, **kwargs})
+
+
+@pytest.mark.parametrize('cls', FAMILIES)
+def test_out_indices_give_stage_shapes(cls):
+    model = small(cls).eval()
+    outs = model(torch.randn(1, 3, 64, 64))
+    assert [tuple(o.shape) for o in outs] == [(1, 256, 16, 16),
+                                              (1, 512, 8, 8),
+                                              (1, 1024, 4, 4),
+                                              (1, 2048, 2, 2)]
+    model = small(cls, out_indices=(1, 3)).eval()
+    assert [o.shape[1] for o in model(torch.randn(1, 3, 64, 64))] == [512,
+                                                                     2048]
+
+
+def test_block_types():
+    cotnet = CoTNet(50, stage_blocks=(1, 1, 1, 1))
+    assert all(
+        type(getattr(cotnet, f'layer{i}')[0].conv2) is CoTLayer
+        for i in range(1, 5))
+    cotnext = CoTNeXt(50, stage_blocks=(1, 1, 1, 1))
+    assert [getattr(cotnext, f'layer{i}')[0].conv2.in_channels
+            for i in range(1, 5)] == [96, 192, 384, 768]
+    assert all(
+        isinstance(getattr(cotnext, f'layer{i}')[0].conv2, CoXtLayer)
+        for i in range(1, 5))
+    se = SECoTNetD(50, stage_blocks=(2, 2, 4, 2))
+    kinds = [[type(b.conv2).__name__ for b in getattr(se, f'layer{i}')]
+             for i in range(1, 5)]
+    split, cot = SplitAttentionConv.__name__, CoTLayer.__name__
+    assert kinds == [[split] * 2, [split] * 2, [cot, split, cot, split],
+                     [cot] * 2]
+    assert se.layer1[0].blur is None
+    aa = SECoTNetD(152, stage_blocks=(1, 1, 1, 1))
+    assert isinstance(aa.layer1[0].blur, BlurPool2d)
+    assert aa.layer1[0].conv2.conv.stride == (1, 1)
+    assert aa.layer3[0].conv2.stride == 1
+
+
+@pytest.mark.parametrize('cls', FAMILIES)
+def test_frozen_stages(cls):
+    model = small(cls, frozen_stages=2)
+    model.train()
+    for module in [model.conv1, model.norm1, model.layer1, model.layer2]:
+        assert not any(p.requires_grad for p in module.parameters())
+    for module in [model.layer1, model.layer2]:
+        assert not any(m.training for m in module.modules())
+    stem_norms = [
+        m for stem in (model.conv1, model.norm1) for m in stem.modules()
+        if isinstance(m, _BatchNorm)
+    ]
+    assert stem_norms and not any(m.training for m in stem_norms)
+    assert all(p.requires_grad for p in model.layer3.parameters())
+    assert all(m.training for m in model.layer3.modules())
+
+
+@pytest.mark.parametrize('cls', FAMILIES)
+def test_norm_eval(cls):
+    model = small(cls, norm_eval=True)
+    model.train()
+    norms = [m for m in model.modules() if isinstance(m, _BatchNorm)]
+    assert norms and not any(m.training for m in norms)
+    assert model.layer3.training
+    assert all(p.requires_grad for p in model.parameters())
+
+
+@pytest.mark.parametrize('cls', FAMILIES)
+def test_with_cp_same_outputs_and_gradients(cls):
+    torch.manual_seed(0)
+    plain = small(cls, out_indices=(3, ))
+    checkpointed = small(cls, out_indices=(3, ), with_cp=True)
+    checkpointed.load_state_dict(plain.state_dict())
+    assert all(block.with_cp for block in checkpointed.layer2)
+    x = torch.randn(2, 3, 64, 64)
+    results = []
+    for model in (plain, checkpointed):
+        model.train()
+        out = model(x)[0]
+        out.square().mean().backward()
+        results.append((out.detach(), [p.grad for p in model.parameters()]))
+    torch.testing.assert_close(results[0][0], results[1][0])
+    for g0, g1 in zip(results[0][1], results[1][1]):
+        torch.testing.assert_close(g0, g1)
+
+
+def test_zero_init_residual_and_drop_path():
+    model = CoTNet(50, stage_blocks=(1, 1, 1, 1), drop_path_rate=0.2)
+    model.init_weights()
+    assert all(
+        getattr(model, f'layer{i}')[0].norm3.weight.abs().sum() == 0
+        for i in range(1, 5))
+    rates = [getattr(model, f'layer{i}')[0].drop_path for i in range(1, 5)]
+    assert rates[0].__class__.__name__ == 'Identity'  # the first block: 0
+    assert rates[-1].drop_prob == pytest.approx(0.2)
+
+
+def test_registered_and_buildable_by_name():
+    for name in ('CoTNet', 'CoTNeXt', 'SECoTNetD'):
+        model = MODELS.build(
+            dict(type=name, depth=50, stage_blocks=(1, 1, 1, 1)))
+        assert type(model).__name__ == name
+    # through mmpretrain's and mmdet's registries (their configs' scopes)
+    from mmdet.registry import MODELS as DET_MODELS
+    from mmpretrain.registry import MODELS as PRETRAIN_MODELS
+    for registry in (DET_MODELS, PRETRAIN_MODELS):
+        assert registry.get('CoTNet') is CoTNet
+
+
+@pytest.mark.parametrize('kwargs,error,match', [
+    (dict(depth=34), KeyError, 'invalid depth 34'),
+    (dict(depth=50, stage_blocks=(1, 1, 1)), ValueError, 'stage_blocks'),
+    (dict(depth=50, stage_blocks=(1, 0, 1, 1)), ValueError, 'stage_blocks'),
+])
+def test_bad_arguments(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        CoTNet(**kwargs)
+
+
+def test_cot_inside_mmdet_resnet():
+    """The registered CoT layer replaces the 3x3 convs of mmdet's own
+    ResNet through its ``dcn`` option."""
+    from mmdet.models.backbones import ResNet as DetResNet
+    model = DetResNet(
+        depth=50,
+        out_indices=(0, 1, 2, 3),
+        dcn=dict(type='CoT'),
+        stage_with_dcn=(False, False, True, True))
+    assert type(model.layer2[0].conv2) is torch.nn.Conv2d
+    assert all(isinstance(b.conv2, CoTLayer) for b in model.layer3)
+    assert all(isinstance(b.conv2, CoTLayer) for b in model.layer4)
+    assert model.layer3[0].conv2.stride == 2
+    x = torch.randn(2, 3, 64, 64)
+    outs = model(x)
+    assert [tuple(o.shape) for o in outs] == [(2, 256, 16, 16),
+                                              (2, 512, 8, 8),
+                                              (2, 1024, 4, 4),
+                                              (2, 2048, 2, 2)]
+    outs[-1].sum().backward()
+    assert model.layer3[0].conv2.key_embed[0].weight.grad is not None
