@@ -28,17 +28,25 @@ def parse_requirements(name):
 
 
 def cuda_paths():
-    """Include and library folders that torch's CUDA wheels keep apart."""
+    """Include and library folders that torch's CUDA wheels keep apart.
+
+    The headers of the CUDA runtime come with torch's ``nvidia`` wheels; the
+    runtime library to link is the toolkit's. ``CUDA_HOME`` may point at a
+    folder of wrapper scripts (``/usr/local`` for ``/usr/local/bin/nvcc``),
+    so ``/usr/local/cuda`` is tried too.
+    """
     import torch
+    from torch.utils.cpp_extension import CUDA_HOME
     site = osp.dirname(osp.dirname(torch.__file__))
     include_dirs = glob.glob(osp.join(site, 'nvidia', 'cu*', 'include'))
-    from torch.utils.cpp_extension import CUDA_HOME
     library_dirs = []
-    if CUDA_HOME:
-        library_dirs = [
-            d for d in (osp.join(CUDA_HOME, 'lib64'), osp.join(CUDA_HOME, 'lib'))
-            if osp.isdir(d)
-        ]
+    for home in (os.getenv('CUDA_HOME'), CUDA_HOME, '/usr/local/cuda'):
+        for lib in ('lib64', 'lib'):
+            folder = osp.join(home or '', lib)
+            if home and osp.isfile(osp.join(folder, 'libcudart.so')):
+                library_dirs.append(folder)
+        if library_dirs:
+            break
     return include_dirs, library_dirs
 
 

@@ -1,0 +1,4 @@
+from .synthetic_shapes import (SHAPES, make_shapes_classification,
+                               make_shapes_detection)
+
+__all__ = ['SHAPES', 'make_shapes_classification', 'make_shapes_detection']

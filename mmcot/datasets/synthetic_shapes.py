@@ -1,0 +1,168 @@
+"""Deterministic synthetic "shapes" datasets: mmcot's embedded defaults.
+
+Coloured polygons (circle, triangle, square, pentagon, star, cross) on noisy
+backgrounds, drawn with OpenCV from a seeded generator: the same files on
+every machine, no download. Two layouts:
+
+* classification, in mmpretrain's folder format (``CustomDataset``):
+  ``{root}/{split}/{class}/{index:05d}.png``, one shape per image;
+* instance segmentation, in COCO format: ``{root}/{split}/*.png`` with
+  ``{root}/annotations/instances_{split}.json`` (boxes and polygon masks),
+  one to four shapes per image.
+"""
+import json
+import math
+import os
+import os.path as osp
+import zlib
+from typing import Dict, List, Sequence, Tuple
+
+import cv2
+import numpy as np
+
+SHAPES = ('circle', 'triangle', 'square', 'pentagon', 'star', 'cross')
+
+
+def shape_polygon(kind: str, center: Tuple[float, float], radius: float,
+                  angle: float) -> np.ndarray:
+    """The outline of a shape as a (P, 2) float array of (x, y) points."""
+    if kind == 'circle':
+        corners, radii = 32, [1.0]
+    elif kind == 'star':
+        corners, radii = 10, [1.0, 0.45]
+    elif kind == 'cross':
+        # a plus sign: 12 corners on two radii, rotated
+        t = 0.34
+        points = [(t, 1), (t, t), (1, t), (1, -t), (t, -t), (t, -1),
+                  (-t, -1), (-t, -t), (-1, -t), (-1, t), (-t, t), (-t, 1)]
+        rot = np.array([[math.cos(angle), -math.sin(angle)],
+                        [math.sin(angle), math.cos(angle)]])
+        return np.asarray(center) + radius * np.asarray(points) @ rot.T
+    else:
+        corners = {'triangle': 3, 'square': 4, 'pentagon': 5}[kind]
+        radii = [1.0]
+    phis = angle + 2 * math.pi * np.arange(corners) / corners
+    scale = np.asarray([radii[i % len(radii)] for i in range(corners)])
+    return np.stack([
+        center[0] + radius * scale * np.cos(phis),
+        center[1] + radius * scale * np.sin(phis)
+    ], 1)
+
+
+def _background(rng: np.random.Generator, size: int) -> np.ndarray:
+    """A smooth random colour gradient with pixel noise, uint8 (H, W, 3)."""
+    corners = rng.uniform(0, 255, (2, 2, 3)).astype(np.float32)
+    image = cv2.resize(corners, (size, size), interpolation=cv2.INTER_LINEAR)
+    image += rng.normal(0, 12, image.shape)
+    return np.clip(image, 0, 255).astype(np.uint8)
+
+
+def _contrasting_colour(rng: np.random.Generator,
+                        image: np.ndarray) -> Tuple[int, int, int]:
+    mean = image.reshape(-1, 3).mean(0)
+    while True:
+        colour = rng.uniform(0, 255, 3)
+        if np.abs(colour - mean).sum() > 180:
+            return tuple(int(c) for c in colour)
+
+
+def _draw(image: np.ndarray, polygon: np.ndarray, colour) -> None:
+    cv2.fillPoly(image, [np.round(polygon).astype(np.int32)], colour,
+                 lineType=cv2.LINE_AA)
+
+
+def make_classification_split(root: str, split: str, per_class: int,
+                              size: int = 64, seed: int = 0) -> int:
+    """Write ``per_class`` images of each shape; return the image count."""
+    rng = np.random.default_rng([seed, 0, zlib.crc32(split.encode())])
+    for label, kind in enumerate(SHAPES):
+        folder = osp.join(root, split, kind)
+        os.makedirs(folder, exist_ok=True)
+        for index in range(per_class):
+            image = _background(rng, size)
+            radius = rng.uniform(0.18, 0.4) * size
+            center = rng.uniform(radius, size - radius, 2)
+            polygon = shape_polygon(kind, center, radius,
+                                    rng.uniform(0, 2 * math.pi))
+            _draw(image, polygon, _contrasting_colour(rng, image))
+            cv2.imwrite(osp.join(folder, f'{index:05d}.png'), image)
+    return per_class * len(SHAPES)
+
+
+def _overlaps(box: Sequence[float], boxes: List[Sequence[float]]) -> bool:
+    x0, y0, x1, y1 = box
+    return any(x0 < b[2] and b[0] < x1 and y0 < b[3] and b[1] < y1
+               for b in boxes)
+
+
+def make_detection_split(root: str, split: str, num_images: int,
+                         size: int = 128, seed: int = 0) -> Dict:
+    """Write a COCO instance-segmentation split; return its annotations."""
+    rng = np.random.default_rng([seed, 1, zlib.crc32(split.encode())])
+    os.makedirs(osp.join(root, split), exist_ok=True)
+    images, annotations = [], []
+    for image_id in range(1, num_images + 1):
+        image = _background(rng, size)
+        boxes: List[Sequence[float]] = []
+        for _ in range(int(rng.integers(1, 5))):
+            for _attempt in range(20):  # shapes do not overlap
+                radius = rng.uniform(0.1, 0.22) * size
+                center = rng.uniform(radius + 1, size - radius - 1, 2)
+                kind = int(rng.integers(len(SHAPES)))
+                polygon = shape_polygon(SHAPES[kind], center, radius,
+                                        rng.uniform(0, 2 * math.pi))
+                x0, y0 = polygon.min(0)
+                x1, y1 = polygon.max(0)
+                if not _overlaps((x0, y0, x1, y1), boxes):
+                    break
+            else:
+                continue
+            boxes.append((x0, y0, x1, y1))
+            _draw(image, polygon, _contrasting_colour(rng, image))
+            mask = np.zeros((size, size), np.uint8)
+            _draw(mask, polygon, 1)
+            annotations.append(
+                dict(
+                    id=len(annotations) + 1,
+                    image_id=image_id,
+                    category_id=kind + 1,
+                    bbox=[float(x0), float(y0),
+                          float(x1 - x0), float(y1 - y0)],
+                    area=float(mask.sum()),
+                    segmentation=[polygon.round(2).flatten().tolist()],
+                    iscrowd=0))
+        file_name = f'{image_id:05d}.png'
+        cv2.imwrite(osp.join(root, split, file_name), image)
+        images.append(
+            dict(id=image_id, file_name=file_name, width=size, height=size))
+    coco = dict(
+        images=images,
+        annotations=annotations,
+        categories=[
+            dict(id=i + 1, name=name) for i, name in enumerate(SHAPES)
+        ])
+    os.makedirs(osp.join(root, 'annotations'), exist_ok=True)
+    with open(osp.join(root, 'annotations', f'instances_{split}.json'),
+              'w') as f:
+        json.dump(coco, f)
+    return coco
+
+
+def make_shapes_classification(root: str,
+                               train_per_class: int = 100,
+                               val_per_class: int = 40,
+                               size: int = 64,
+                               seed: int = 0) -> None:
+    """The classification demo dataset (train and val splits)."""
+    make_classification_split(root, 'train', train_per_class, size, seed)
+    make_classification_split(root, 'val', val_per_class, size, seed)
+
+
+def make_shapes_detection(root: str,
+                          train_images: int = 240,
+                          val_images: int = 60,
+                          size: int = 128,
+                          seed: int = 0) -> None:
+    """The detection / instance segmentation demo dataset (COCO format)."""
+    make_detection_split(root, 'train', train_images, size, seed)
+    make_detection_split(root, 'val', val_images, size, seed)

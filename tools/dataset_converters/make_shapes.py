@@ -1,0 +1,30 @@
+"""Generate mmcot's embedded demo datasets (deterministic, no download).
+
+    python tools/dataset_converters/make_shapes.py cls data/shapes_cls
+    python tools/dataset_converters/make_shapes.py det data/shapes_coco
+
+``cls``: mmpretrain folder format (``train/<class>/*.png``, ``val/...``);
+``det``: COCO instance segmentation (``train/``, ``val/``,
+``annotations/instances_{train,val}.json``).
+"""
+import argparse
+import os.path as osp
+
+from mmcot.datasets import make_shapes_classification, make_shapes_detection
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('task', choices=['cls', 'det'])
+    parser.add_argument('out', help='output folder')
+    parser.add_argument('--seed', type=int, default=0)
+    args = parser.parse_args()
+    if args.task == 'cls':
+        make_shapes_classification(args.out, seed=args.seed)
+    else:
+        make_shapes_detection(args.out, seed=args.seed)
+    print(f'shapes {args.task} dataset written to {osp.abspath(args.out)}')
+
+
+if __name__ == '__main__':
+    main()
