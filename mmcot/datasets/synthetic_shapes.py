@@ -50,10 +50,12 @@ def shape_polygon(kind: str, center: Tuple[float, float], radius: float,
 
 
 def _background(rng: np.random.Generator, size: int) -> np.ndarray:
-    """A smooth random colour gradient with pixel noise, uint8 (H, W, 3)."""
-    corners = rng.uniform(0, 255, (2, 2, 3)).astype(np.float32)
-    image = cv2.resize(corners, (size, size), interpolation=cv2.INTER_LINEAR)
-    image += rng.normal(0, 12, image.shape)
+    """A gentle random colour gradient with pixel noise, uint8 (H, W, 3)."""
+    base = rng.uniform(0, 255, 3)
+    corners = base + rng.uniform(-40, 40, (2, 2, 3))
+    image = cv2.resize(corners.astype(np.float32), (size, size),
+                       interpolation=cv2.INTER_LINEAR)
+    image += rng.normal(0, 8, image.shape)
     return np.clip(image, 0, 255).astype(np.uint8)
 
 
@@ -80,7 +82,7 @@ def make_classification_split(root: str, split: str, per_class: int,
         os.makedirs(folder, exist_ok=True)
         for index in range(per_class):
             image = _background(rng, size)
-            radius = rng.uniform(0.18, 0.4) * size
+            radius = rng.uniform(0.22, 0.42) * size
             center = rng.uniform(radius, size - radius, 2)
             polygon = shape_polygon(kind, center, radius,
                                     rng.uniform(0, 2 * math.pi))
@@ -149,8 +151,8 @@ def make_detection_split(root: str, split: str, num_images: int,
 
 
 def make_shapes_classification(root: str,
-                               train_per_class: int = 100,
-                               val_per_class: int = 40,
+                               train_per_class: int = 400,
+                               val_per_class: int = 50,
                                size: int = 64,
                                seed: int = 0) -> None:
     """The classification demo dataset (train and val splits)."""
