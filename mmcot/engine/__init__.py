@@ -1,8 +1,11 @@
-from .checkpoint import load_local_checkpoint, register_checkpoint_loader
-from .config import prepare_config
+from .checkpoint import (check_checkpoint_matches, load_local_checkpoint,
+                         register_checkpoint_loader)
+from .config import check_data_roots, prepare_config
+from .hooks import SyncBNFallbackHook
 
 register_checkpoint_loader()
 
 __all__ = [
-    'load_local_checkpoint', 'prepare_config', 'register_checkpoint_loader'
+    'check_checkpoint_matches', 'check_data_roots', 'load_local_checkpoint',
+    'prepare_config', 'register_checkpoint_loader', 'SyncBNFallbackHook'
 ]

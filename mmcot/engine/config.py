@@ -1,10 +1,61 @@
+"""What tools/train.py and tools/test.py do to a config before the runner."""
 import os.path as osp
+from typing import Iterable, Iterator, Optional, Tuple
 
 import torch
+from mmengine.config import Config
+
+DEMO_DATA = {
+    'data/shapes_cls': 'python tools/dataset_converters/make_shapes.py cls '
+    'data/shapes_cls',
+    'data/shapes_coco': 'python tools/dataset_converters/make_shapes.py det '
+    'data/shapes_coco',
+}
 
 
-def prepare_config(cfg, config_path, launcher='none', work_dir=None,
-                   cfg_options=None):
+def _dataset_roots(dataset: dict, path: str) -> Iterator[Tuple[str, str]]:
+    """(config key, data_root) of a dataset and the datasets it wraps."""
+    if not isinstance(dataset, dict):
+        return
+    if dataset.get('data_root'):
+        yield f'{path}.data_root', dataset['data_root']
+    yield from _dataset_roots(dataset.get('dataset'), f'{path}.dataset')
+    for i, inner in enumerate(dataset.get('datasets') or []):
+        yield from _dataset_roots(inner, f'{path}.datasets.{i}')
+
+
+def check_data_roots(cfg: Config, splits: Iterable[str]) -> None:
+    """Fail at once, naming the config key, if a dataset folder is missing
+    (rather than after the model is built, deep inside a dataset class)."""
+    for split in splits:
+        loader = cfg.get(f'{split}_dataloader')
+        if not loader:
+            continue
+        for key, root in _dataset_roots(loader.get('dataset'),
+                                        f'{split}_dataloader.dataset'):
+            if osp.isdir(root):
+                continue
+            hint = (f'generate it with `{DEMO_DATA[root]}`'
+                    if root in DEMO_DATA else
+                    f'point it at your data with --cfg-options {key}=PATH')
+            raise FileNotFoundError(
+                f'{key} is {root!r}, which is not a folder '
+                f'({osp.abspath(root)}): {hint}')
+
+
+def prepare_config(cfg: Config,
+                   config_path: str,
+                   launcher: str = 'none',
+                   work_dir: Optional[str] = None,
+                   cfg_options: Optional[dict] = None,
+                   splits: Iterable[str] = ('train', 'val')) -> Config:
+    """Apply the command line to ``cfg`` and check its data.
+
+    Sets the launcher and the work dir (command line, else the config's,
+    else ``work_dirs/<config name>``), merges ``--cfg-options``, uses the
+    gloo backend for a distributed run on a machine without GPUs, and checks
+    the data roots of the dataloaders of ``splits``.
+    """
     cfg.launcher = launcher
     if work_dir is not None:
         cfg.work_dir = work_dir
@@ -14,5 +65,9 @@ def prepare_config(cfg, config_path, launcher='none', work_dir=None,
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
     if launcher != 'none' and not torch.cuda.is_available():
-        cfg.setdefault('env_cfg', {}).setdefault('dist_cfg', {})['backend'] = 'gloo'
+        env_cfg = cfg.setdefault('env_cfg', {})
+        env_cfg.setdefault('dist_cfg', {})['backend'] = 'gloo'
+    if not cfg.get('val_cfg'):
+        splits = [s for s in splits if s != 'val']
+    check_data_roots(cfg, splits)
     return cfg

@@ -9,6 +9,7 @@ from mmengine.registry import MODELS
 from mmpretrain.models.backbones.resnet import Bottleneck, ResLayer, ResNet
 
 from ..layers import BlurPool2d, SplitAttentionConv
+from ..utils import load_pretrained_strictly
 
 
 class CoTBottleneck(Bottleneck):
@@ -173,6 +174,16 @@ class CoTNet(ResNet):
     def make_res_layer(self, **kwargs) -> ResLayer:
         return ResLayer(
             groups=self.groups, width_per_group=self.width_per_group, **kwargs)
+
+    def init_weights(self) -> None:
+        """As ResNet's, but a ``Pretrained`` checkpoint must match exactly
+        (a checkpoint of another variant raises, listing the differences)."""
+        if (isinstance(self.init_cfg, dict)
+                and self.init_cfg.get('type') == 'Pretrained'):
+            load_pretrained_strictly(self, self.init_cfg)
+            self._is_init = True
+            return
+        super().init_weights()
 
     def train(self, mode: bool = True) -> 'CoTNet':
         """As ResNet's (``frozen_stages``, ``norm_eval``); returns self."""

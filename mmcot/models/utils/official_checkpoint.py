@@ -11,6 +11,8 @@ from typing import Dict, Optional, Tuple
 
 import torch
 
+from .state_dict_check import check_state_dict
+
 # Official model name -> mmcot backbone config.
 OFFICIAL_VARIANTS = {
     'cotnet50': dict(type='CoTNet', depth=50),
@@ -106,34 +108,16 @@ def convert_official_state_dict(
     if backbone is None:
         backbone = OFFICIAL_VARIANTS[detect_variant(state_dict)]
     expected = MODELS.build(backbone).state_dict()
+    backbone_part = {
+        k: v
+        for k, v in state_dict.items() if k not in ('fc.weight', 'fc.bias')
+    }
+    check_state_dict(expected, backbone_part,
+                     f'official checkpoint keys and backbone {backbone}')
     converted = OrderedDict()
-    unexpected = []
     for key, value in state_dict.items():
-        if key in ('fc.weight', 'fc.bias'):
-            converted['head.' + key] = value
-        elif key in expected:
-            converted['backbone.' + key] = value
-        else:
-            unexpected.append(key)
-    missing = [
-        k for k in expected if 'backbone.' + k not in converted
-        and not k.endswith('num_batches_tracked')
-    ]
-    mismatched = [
-        f'{k}: {tuple(v.shape)} != {tuple(expected[k].shape)}'
-        for k, v in state_dict.items()
-        if k in expected and v.shape != expected[k].shape
-    ]
-    if missing or unexpected or mismatched:
-        def listing(keys):
-            shown = ', '.join(keys[:20])
-            return shown + (f' ... ({len(keys)} in all)' if len(keys) > 20
-                            else '')
-        raise ValueError(
-            f'checkpoint does not match backbone {backbone}:\n'
-            f'  missing keys: {listing(missing) or "none"}\n'
-            f'  unexpected keys: {listing(unexpected) or "none"}\n'
-            f'  shape mismatches: {listing(mismatched) or "none"}')
+        prefix = 'head.' if key in ('fc.weight', 'fc.bias') else 'backbone.'
+        converted[prefix + key] = value
     for key in expected:  # BN counters the source may not carry
         if key.endswith('num_batches_tracked'):
             converted.setdefault('backbone.' + key,

@@ -1,0 +1,116 @@
+# CoTNet-50, the paper's advanced ImageNet setup (Table 4), as the official
+# cot_experiments/CoTNet-50-350epoch: 350 epochs, batch 640 on 8 GPUs,
+# SGD (Nesterov) lr 0.25, weight decay 4e-5 (not on norms and biases),
+# warm-up 5 epochs from 1e-4, cosine to 1e-5, RandAugment rand-m15-mstd0.5-n2,
+# Mixup 0.8 / CutMix 1.0 (switching with probability 0.5), label smoothing
+# 0.1, dropout 0.25 before the classifier, drop path 0.1, EMA 0.9999 and
+# bicubic resizing.
+_base_ = [
+    'mmpretrain::_base_/datasets/imagenet_bs64.py',
+    'mmpretrain::_base_/default_runtime.py',
+]
+
+custom_imports = dict(imports=['mmcot'], allow_failed_imports=False)
+
+model = dict(
+    type='ImageClassifier',
+    backbone=dict(type='CoTNet', depth=50, drop_path_rate=0.1),
+    neck=dict(type='GlobalAveragePooling'),
+    head=dict(
+        type='DropoutLinearClsHead',
+        dropout_rate=0.25,
+        num_classes=1000,
+        in_channels=2048,
+        loss=dict(type='LabelSmoothLoss', label_smooth_val=0.1),
+        topk=(1, 5)),
+    train_cfg=dict(augments=[
+        dict(type='Mixup', alpha=0.8),
+        dict(type='CutMix', alpha=1.0),
+    ]))
+
+# timm's RandAugment ops (the non-"increasing" set): magnitude 15 is clipped
+# to the maximum level 10, as in timm.
+bgr_mean = [103.53, 116.28, 123.675]
+rand_augment_policies = [
+    dict(type='AutoContrast'),
+    dict(type='Equalize'),
+    dict(type='Invert'),
+    dict(type='Rotate', magnitude_range=(0, 30)),
+    dict(type='Posterize', magnitude_range=(0, 4)),
+    dict(type='Solarize', magnitude_range=(0, 256)),
+    dict(type='SolarizeAdd', magnitude_range=(0, 110)),
+    dict(
+        type='ColorTransform',
+        magnitude_range=(-0.9, 0.9),
+        random_negative_prob=0.),
+    dict(type='Contrast', magnitude_range=(-0.9, 0.9), random_negative_prob=0.),
+    dict(
+        type='Brightness', magnitude_range=(-0.9, 0.9),
+        random_negative_prob=0.),
+    dict(
+        type='Sharpness', magnitude_range=(-0.9, 0.9), random_negative_prob=0.),
+    dict(type='Shear', magnitude_range=(0, 0.3), direction='horizontal'),
+    dict(type='Shear', magnitude_range=(0, 0.3), direction='vertical'),
+    dict(type='Translate', magnitude_range=(0, 0.45), direction='horizontal'),
+    dict(type='Translate', magnitude_range=(0, 0.45), direction='vertical'),
+]
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(
+        type='RandomResizedCrop',
+        scale=224,
+        backend='pillow',
+        interpolation='bicubic'),
+    dict(type='RandomFlip', prob=0.5, direction='horizontal'),
+    dict(
+        type='RandAugment',
+        policies=rand_augment_policies,
+        num_policies=2,
+        magnitude_level=15,
+        magnitude_std=0.5,
+        total_level=10,
+        hparams=dict(
+            pad_val=[round(x) for x in bgr_mean], interpolation='bicubic')),
+    dict(type='PackInputs'),
+]
+test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(
+        type='ResizeEdge',
+        scale=256,
+        edge='short',
+        backend='pillow',
+        interpolation='bicubic'),
+    dict(type='CenterCrop', crop_size=224),
+    dict(type='PackInputs'),
+]
+train_dataloader = dict(batch_size=80, dataset=dict(pipeline=train_pipeline))
+val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
+test_dataloader = val_dataloader
+
+optim_wrapper = dict(
+    optimizer=dict(
+        type='SGD', lr=0.25, momentum=0.9, weight_decay=4e-5, nesterov=True),
+    paramwise_cfg=dict(norm_decay_mult=0., bias_decay_mult=0.))
+param_scheduler = [
+    dict(
+        type='LinearLR',
+        start_factor=4e-4,
+        by_epoch=True,
+        begin=0,
+        end=5,
+        convert_to_iter_based=True),
+    dict(
+        type='CosineAnnealingLR',
+        T_max=345,
+        eta_min=1e-5,
+        by_epoch=True,
+        begin=5,
+        end=350),
+]
+train_cfg = dict(by_epoch=True, max_epochs=350, val_interval=1)
+val_cfg = dict()
+test_cfg = dict()
+auto_scale_lr = dict(base_batch_size=640)
+
+custom_hooks = [dict(type='EMAHook', momentum=1e-4, priority='ABOVE_NORMAL')]

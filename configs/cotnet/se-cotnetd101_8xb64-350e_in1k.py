@@ -1,0 +1,7 @@
+# As cot_experiments/SE-CoTNetD-101_350epoch: batch 512, lr 0.2.
+_base_ = './cotnet50_8xb80-350e_in1k.py'
+
+model = dict(backbone=dict(type='SECoTNetD', depth=101))
+train_dataloader = dict(batch_size=64)
+optim_wrapper = dict(optimizer=dict(lr=0.2))
+auto_scale_lr = dict(base_batch_size=512)

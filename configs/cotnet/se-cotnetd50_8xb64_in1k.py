@@ -1,0 +1,3 @@
+_base_ = './cotnet50_8xb64_in1k.py'
+
+model = dict(backbone=dict(type='SECoTNetD'))

@@ -1,0 +1,3 @@
+from .sync_bn_fallback_hook import SyncBNFallbackHook
+
+__all__ = ['SyncBNFallbackHook']

@@ -1,0 +1,63 @@
+"""Evaluate a checkpoint on the test split of an mmcot config.
+
+    python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out FILE]
+    bash tools/dist_test.sh CONFIG CHECKPOINT GPUS [...]
+
+The checkpoint must match the config's model key by key and shape by shape
+(a checkpoint of another variant is refused with the list of differences).
+"""
+import argparse
+import os
+
+from mmengine.config import Config, DictAction
+from mmengine.evaluator import DumpResults
+from mmengine.registry import RUNNERS
+from mmengine.runner import Runner
+
+from mmcot.engine import check_checkpoint_matches, prepare_config
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description='Test (evaluate) a model')
+    parser.add_argument('config', help='test config file path')
+    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument('--work-dir', help='where the metrics are written')
+    parser.add_argument('--out', help='dump the predictions to this pickle')
+    parser.add_argument(
+        '--amp', action='store_true', help='mixed-precision evaluation')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override config settings, key=value pairs')
+    parser.add_argument(
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none',
+        help='job launcher')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args()
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    return args
+
+
+def main():
+    args = parse_args()
+    cfg = Config.fromfile(args.config)
+    cfg.load_from = args.checkpoint
+    if args.amp:
+        cfg.test_cfg.fp16 = True
+    cfg = prepare_config(cfg, args.config, args.launcher, args.work_dir,
+                         args.cfg_options, splits=('test', ))
+
+    runner = (Runner.from_cfg(cfg)
+              if 'runner_type' not in cfg else RUNNERS.build(cfg))
+    check_checkpoint_matches(runner.model, args.checkpoint)
+    if args.out:
+        runner.test_evaluator.metrics.append(
+            DumpResults(out_file_path=args.out))
+    runner.test()
+
+
+if __name__ == '__main__':
+    main()
