@@ -43,6 +43,19 @@ def check_data_roots(cfg: Config, splits: Iterable[str]) -> None:
                 f'({osp.abspath(root)}): {hint}')
 
 
+def _init_cpu_process_group(cfg: Config) -> None:
+    """gloo instead of nccl, and DDP without a GPU index (``device_ids``)."""
+    import torch.distributed as dist
+    env_cfg = cfg.setdefault('env_cfg', {})
+    env_cfg.setdefault('dist_cfg', {})['backend'] = 'gloo'
+    wrapper = cfg.get('model_wrapper_cfg') or dict(
+        type='MMDistributedDataParallel')
+    wrapper['device_ids'] = None
+    cfg.model_wrapper_cfg = wrapper
+    if not dist.is_initialized():
+        dist.init_process_group(backend='gloo')
+
+
 def prepare_config(cfg: Config,
                    config_path: str,
                    launcher: str = 'none',
@@ -52,8 +65,9 @@ def prepare_config(cfg: Config,
     """Apply the command line to ``cfg`` and check its data.
 
     Sets the launcher and the work dir (command line, else the config's,
-    else ``work_dirs/<config name>``), merges ``--cfg-options``, uses the
-    gloo backend for a distributed run on a machine without GPUs, and checks
+    else ``work_dirs/<config name>``), merges ``--cfg-options``, starts a
+    gloo process group for a ``pytorch``-launched run on a machine without
+    GPUs (MMEngine's own start-up assumes one GPU per process), and checks
     the data roots of the dataloaders of ``splits``.
     """
     cfg.launcher = launcher
@@ -64,9 +78,8 @@ def prepare_config(cfg: Config,
                                 osp.splitext(osp.basename(config_path))[0])
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
-    if launcher != 'none' and not torch.cuda.is_available():
-        env_cfg = cfg.setdefault('env_cfg', {})
-        env_cfg.setdefault('dist_cfg', {})['backend'] = 'gloo'
+    if launcher == 'pytorch' and not torch.cuda.is_available():
+        _init_cpu_process_group(cfg)
     if not cfg.get('val_cfg'):
         splits = [s for s in splits if s != 'val']
     check_data_roots(cfg, splits)

@@ -1,0 +1,50 @@
+import os
+import os.path as osp
+import subprocess
+import sys
+
+import pytest
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+
+
+def run_tool(*args, timeout=900, check=True, env=None):
+    """Run ``python tools/...`` (or a shell script under tools/) from the
+    repository root, as a user would; return the completed process."""
+    command = list(args)
+    if command[0].endswith('.py'):
+        command = [sys.executable] + command
+    elif command[0].endswith('.sh'):
+        command = ['bash'] + command
+    full_env = dict(os.environ, PYTHONPATH=REPO, PYTHON=sys.executable)
+    full_env.update(env or {})
+    result = subprocess.run(
+        command,
+        cwd=REPO,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout)
+    if check and result.returncode != 0:
+        raise AssertionError(f'{" ".join(args)} failed '
+                             f'({result.returncode}):\n{result.stdout[-3000:]}'
+                             f'\n{result.stderr[-5000:]}')
+    return result
+
+
+@pytest.fixture(scope='session')
+def shapes_cls(tmp_path_factory):
+    """A small copy of the classification demo dataset."""
+    from mmcot.datasets import make_shapes_classification
+    root = str(tmp_path_factory.mktemp('shapes_cls'))
+    make_shapes_classification(root, train_per_class=8, val_per_class=4)
+    return root
+
+
+@pytest.fixture(scope='session')
+def shapes_coco(tmp_path_factory):
+    """A small copy of the detection demo dataset."""
+    from mmcot.datasets import make_shapes_detection
+    root = str(tmp_path_factory.mktemp('shapes_coco'))
+    make_shapes_detection(root, train_images=8, val_images=4)
+    return root
