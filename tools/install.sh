@@ -12,6 +12,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 VENV="${VENV:-.venv}"
+case "$VENV" in /*) ;; *) VENV="$ROOT/$VENV" ;; esac
 PYTHON="${PYTHON:-$(command -v python3.11 || command -v python3)}"
 CACHE="${MMCOT_CACHE:-$HOME/.cache/mmcot}"
 MMCV_VERSION=2.1.0
@@ -23,8 +24,7 @@ if [ ! -x "$VENV/bin/python" ]; then
   echo "[install] creating virtual environment $VENV with $PYTHON"
   "$PYTHON" -m venv "$VENV"
 fi
-PY="$ROOT/$VENV/bin/python"
-[ -x "$PY" ] || PY="$VENV/bin/python"
+PY="$VENV/bin/python"
 pip_install() { "$PY" -m pip install -q --disable-pip-version-check -c "$CONSTRAINTS" "$@"; }
 
 echo "[install] torch 2.14.1 + torchvision 0.29.1"
@@ -52,8 +52,8 @@ if ! "$PY" -c "import mmcv, sys; sys.exit(mmcv.__version__ != '$MMCV_VERSION')" 
   pip_install "$wheel"
 fi
 
-echo "[install] runtime requirements"
-pip_install -r requirements/runtime.txt
+echo "[install] runtime and test requirements"
+pip_install -r requirements/runtime.txt -r requirements/tests.txt
 
 echo "[install] mmcot (compiling mmcot._ext)"
 # --use-pep517: pip 23's legacy editable path would rebuild in isolation, without torch
