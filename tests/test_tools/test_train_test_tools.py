@@ -4,6 +4,7 @@ import json
 import os
 import os.path as osp
 import pickle
+import sys
 
 import pytest
 import torch
@@ -177,3 +178,21 @@ def test_two_process_distributed_run(shapes_cls, tmp_path):
     logged = scalars(str(tmp_path))
     # 48 images over 2 processes at 8 per process: 3 iterations an epoch
     assert [r['iter'] for r in logged if 'loss' in r] == [1, 2, 3]
+
+
+def test_mim_train_mmpretrain(shapes_cls, tmp_path):
+    """``mim train mmpretrain <config>`` runs mmpretrain's own train.py,
+    which finds the CoT backbone through the config's custom_imports."""
+    mim = osp.join(osp.dirname(sys.executable), 'mim')
+    # mmpretrain's train.py turns persistent workers on: they need workers
+    options = demo_options(
+        shapes_cls,
+        epochs=1,
+        **{
+            'train_dataloader.persistent_workers': False,
+            'val_dataloader.persistent_workers': False
+        })
+    result = run_tool(mim, 'train', 'mmpretrain', DEMO, '--work-dir',
+                      str(tmp_path), *options)
+    assert 'Training finished successfully' in result.stdout
+    assert osp.isfile(tmp_path / 'epoch_1.pth')

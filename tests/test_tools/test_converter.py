@@ -1,0 +1,157 @@
+"""tools/model_converters/cotnet_to_mmcot.py on official-layout checkpoints
+(formula weights in the official key layout, as the official code saves
+them), and what users do with the converted file."""
+import json
+import os.path as osp
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from mmengine.registry import MODELS
+
+from mmcot.models.utils import unwrap_state_dict
+
+from ..conftest import REPO, run_tool
+from ..test_models.parity_formula import state_dict as formula_state_dict
+
+MANIFESTS = osp.join(REPO, 'tests', 'data', 'parity', 'manifests')
+CONVERTER = 'tools/model_converters/cotnet_to_mmcot.py'
+COTNET50 = 'configs/cotnet/cotnet50_8xb64_in1k.py'
+
+
+def official_weights(variant):
+    with open(osp.join(MANIFESTS, variant + '.json')) as f:
+        manifest = json.load(f)
+    return {
+        k: v.float() if v.is_floating_point() else v
+        for k, v in formula_state_dict(manifest).items()
+    }
+
+
+@pytest.fixture(scope='module')
+def official_cotnet50(tmp_path_factory):
+    """An official training checkpoint: DDP ``module.`` keys under
+    ``state_dict`` and ``state_dict_ema``, plus non-tensor entries."""
+    weights = official_weights('cotnet50')
+    path = tmp_path_factory.mktemp('official') / 'cotnet50.pth.tar'
+    torch.save(
+        dict(
+            epoch=349,
+            arch='cotnet50',
+            state_dict={'module.' + k: v
+                        for k, v in weights.items()},
+            state_dict_ema={k: v * 2 if v.is_floating_point() else v
+                            for k, v in weights.items()}), path)
+    return str(path), weights
+
+
+@pytest.fixture(scope='module')
+def converted_cotnet50(official_cotnet50, tmp_path_factory):
+    src, _ = official_cotnet50
+    dst = str(tmp_path_factory.mktemp('converted') / 'cotnet50_mmcot.pth')
+    result = run_tool(CONVERTER, src, dst)
+    assert 'cotnet50' in result.stdout
+    return dst
+
+
+def test_unwrap_state_dict_variants():
+    weights = {'conv1.weight': torch.ones(1), 'fc.bias': torch.zeros(1)}
+    prefixed = {'module.' + k: v for k, v in weights.items()}
+    for checkpoint in (weights, dict(state_dict=weights), dict(model=weights),
+                       dict(state_dict=prefixed), prefixed):
+        assert unwrap_state_dict(checkpoint).keys() == weights.keys()
+    ema = dict(state_dict=weights, state_dict_ema={'conv1.weight': -1})
+    with pytest.raises(ValueError, match="'conv1.weight' is not a tensor"):
+        unwrap_state_dict(ema, use_ema=True)
+    with pytest.raises(ValueError, match='no state_dict_ema'):
+        unwrap_state_dict(dict(state_dict=weights), use_ema=True)
+
+
+def test_converted_checkpoint_loads_into_mmpretrain(converted_cotnet50,
+                                                    official_cotnet50):
+    from mmpretrain.apis import init_model
+
+    from mmcot.engine import check_checkpoint_matches
+    _, weights = official_cotnet50
+    model = init_model(osp.join(REPO, COTNET50), converted_cotnet50)
+    check_checkpoint_matches(model, converted_cotnet50)  # strict
+    state = model.state_dict()
+    assert torch.equal(state['head.fc.weight'], weights['fc.weight'])
+    assert torch.equal(state['backbone.layer3.5.conv2.embed.3.weight'],
+                       weights['layer3.5.conv2.embed.3.weight'])
+
+
+def test_ema_weights_converted_on_request(official_cotnet50, tmp_path):
+    src, weights = official_cotnet50
+    dst = str(tmp_path / 'ema.pth')
+    run_tool(CONVERTER, src, dst, '--ema')
+    converted = torch.load(dst)['state_dict']
+    assert torch.equal(converted['backbone.conv1.weight'],
+                       2 * weights['conv1.weight'])
+
+
+def test_converted_checkpoint_initialises_a_detection_backbone(
+        converted_cotnet50, official_cotnet50):
+    """mmdet configs load it through init_cfg Pretrained, prefix backbone."""
+    import mmdet.models  # noqa: F401
+    _, weights = official_cotnet50
+    backbone = MODELS.build(
+        dict(
+            type='mmdet.CoTNet',
+            depth=50,
+            out_indices=(0, 1, 2, 3),
+            frozen_stages=1,
+            init_cfg=dict(
+                type='Pretrained',
+                checkpoint=converted_cotnet50,
+                prefix='backbone.')))
+    backbone.init_weights()
+    assert torch.equal(backbone.layer4[2].conv2.se[3].bias,
+                       weights['layer4.2.conv2.se.3.bias'])
+    wrong = MODELS.build(
+        dict(
+            type='CoTNeXt',
+            depth=50,
+            init_cfg=dict(
+                type='Pretrained',
+                checkpoint=converted_cotnet50,
+                prefix='backbone.')))
+    with pytest.raises(ValueError, match='shape mismatches'):
+        wrong.init_weights()
+
+
+def test_wrong_variant_is_refused_with_the_differences(official_cotnet50,
+                                                       tmp_path):
+    src, _ = official_cotnet50
+    dst = tmp_path / 'out.pth'
+    result = run_tool(
+        CONVERTER, src, str(dst), '--variant', 'cotnet101', check=False)
+    assert result.returncode != 0
+    assert 'is not a cotnet101 checkpoint' in result.stderr
+    assert 'missing keys: layer3.6.conv1.weight' in result.stderr
+    assert not dst.exists()
+
+
+def test_non_cotnet_checkpoint_is_refused(tmp_path):
+    src = tmp_path / 'resnet.pth'
+    torch.save({'conv1.weight': torch.zeros(64, 3, 7, 7)}, src)
+    result = run_tool(CONVERTER, str(src), str(tmp_path / 'out.pth'),
+                      check=False)
+    assert result.returncode != 0
+    assert 'not an official CoTNet' in result.stderr
+
+
+def test_inferencer_classifies_an_image(converted_cotnet50, tmp_path):
+    from mmpretrain.apis import ImageClassificationInferencer
+    image = (np.random.default_rng(0).random((300, 260, 3)) * 255).astype(
+        np.uint8)
+    cv2.imwrite(str(tmp_path / 'image.png'), image)
+    inferencer = ImageClassificationInferencer(
+        osp.join(REPO, COTNET50), pretrained=converted_cotnet50,
+        device='cpu')
+    [result] = inferencer(str(tmp_path / 'image.png'))
+    scores = torch.as_tensor(result['pred_scores'])
+    assert scores.shape == (1000, )
+    assert result['pred_label'] == int(scores.argmax())
+    assert scores.sum().item() == pytest.approx(1, abs=1e-4)
