@@ -1,4 +1,5 @@
 """What tools/train.py and tools/test.py do to a config before the runner."""
+import logging
 import os.path as osp
 from typing import Iterable, Iterator, Optional, Tuple
 
@@ -43,9 +44,33 @@ def check_data_roots(cfg: Config, splits: Iterable[str]) -> None:
                 f'({osp.abspath(root)}): {hint}')
 
 
+def _sync_bn_to_bn(node) -> int:
+    """Turn every ``type='SyncBN'`` under ``node`` into BN; return how many."""
+    count = 0
+    if isinstance(node, dict):
+        if node.get('type') == 'SyncBN':
+            node['type'] = 'BN'
+            count += 1
+        for value in node.values():
+            count += _sync_bn_to_bn(value)
+    elif isinstance(node, (list, tuple)):
+        for value in node:
+            count += _sync_bn_to_bn(value)
+    return count
+
+
 def _init_cpu_process_group(cfg: Config) -> None:
-    """gloo instead of nccl, and DDP without a GPU index (``device_ids``)."""
+    """gloo instead of nccl, DDP without a GPU index (``device_ids``), and
+    BN instead of SyncBN, which synchronises CUDA tensors only (MMEngine
+    itself reverts SyncBN in single-process runs)."""
     import torch.distributed as dist
+    from mmengine.logging import print_log
+    if _sync_bn_to_bn(cfg.model):
+        print_log(
+            'SyncBN layers replaced by BN: SyncBN needs GPUs and this '
+            'distributed run is on CPUs; batch statistics are per process.',
+            logger='current',
+            level=logging.WARNING)
     env_cfg = cfg.setdefault('env_cfg', {})
     env_cfg.setdefault('dist_cfg', {})['backend'] = 'gloo'
     wrapper = cfg.get('model_wrapper_cfg') or dict(

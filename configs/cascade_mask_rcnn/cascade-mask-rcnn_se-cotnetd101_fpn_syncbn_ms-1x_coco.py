@@ -1,0 +1,7 @@
+_base_ = './cascade-mask-rcnn_cotnet50_fpn_syncbn_ms-1x_coco.py'
+
+model = dict(
+    backbone=dict(
+        type='SECoTNetD',
+        depth=101,
+        init_cfg=dict(checkpoint='checkpoints/se-cotnetd101_mmcot.pth')))

@@ -1,0 +1,7 @@
+_base_ = './faster-rcnn_cotnet50_fpn_syncbn_ms-range-1x_coco.py'
+
+model = dict(
+    backbone=dict(
+        type='CoTNeXt',
+        depth=101,
+        init_cfg=dict(checkpoint='checkpoints/cotnext101-2x48d_mmcot.pth')))

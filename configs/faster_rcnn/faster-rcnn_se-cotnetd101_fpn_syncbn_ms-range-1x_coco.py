@@ -1,0 +1,7 @@
+_base_ = './faster-rcnn_cotnet50_fpn_syncbn_ms-range-1x_coco.py'
+
+model = dict(
+    backbone=dict(
+        type='SECoTNetD',
+        depth=101,
+        init_cfg=dict(checkpoint='checkpoints/se-cotnetd101_mmcot.pth')))

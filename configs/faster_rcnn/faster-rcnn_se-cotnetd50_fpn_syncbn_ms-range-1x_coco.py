@@ -1,0 +1,6 @@
+_base_ = './faster-rcnn_cotnet50_fpn_syncbn_ms-range-1x_coco.py'
+
+model = dict(
+    backbone=dict(
+        type='SECoTNetD',
+        init_cfg=dict(checkpoint='checkpoints/se-cotnetd50_mmcot.pth')))

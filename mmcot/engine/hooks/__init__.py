@@ -1,3 +1,0 @@
-from .sync_bn_fallback_hook import SyncBNFallbackHook
-
-__all__ = ['SyncBNFallbackHook']
