@@ -44,6 +44,32 @@ def check_data_roots(cfg: Config, splits: Iterable[str]) -> None:
                 f'({osp.abspath(root)}): {hint}')
 
 
+def _pretrained_checkpoints(node, path: str) -> Iterator[Tuple[str, str]]:
+    """(config key, file) of every ``init_cfg`` of type Pretrained."""
+    if isinstance(node, dict):
+        if node.get('type') == 'Pretrained' and node.get('checkpoint'):
+            yield f'{path}.checkpoint', node['checkpoint']
+        for key, value in node.items():
+            yield from _pretrained_checkpoints(value, f'{path}.{key}')
+    elif isinstance(node, (list, tuple)):
+        for i, value in enumerate(node):
+            yield from _pretrained_checkpoints(value, f'{path}.{i}')
+
+
+def check_pretrained_checkpoints(cfg: Config) -> None:
+    """Fail at once if a local Pretrained checkpoint is missing (rather than
+    after the datasets are loaded), saying how to make it."""
+    for key, checkpoint in _pretrained_checkpoints(cfg.model, 'model'):
+        if '://' in checkpoint or osp.isfile(checkpoint):
+            continue
+        raise FileNotFoundError(
+            f'{key} is {checkpoint!r}, which does not exist. Convert the '
+            'official ImageNet weights (README: "Official weights") with '
+            '`python tools/model_converters/cotnet_to_mmcot.py '
+            f'OFFICIAL.pth.tar {checkpoint}`, or train from scratch with '
+            f'--cfg-options {key.rsplit(".", 1)[0]}=None')
+
+
 def _sync_bn_to_bn(node) -> int:
     """Turn every ``type='SyncBN'`` under ``node`` into BN; return how many."""
     count = 0
@@ -93,7 +119,8 @@ def prepare_config(cfg: Config,
     else ``work_dirs/<config name>``), merges ``--cfg-options``, starts a
     gloo process group for a ``pytorch``-launched run on a machine without
     GPUs (MMEngine's own start-up assumes one GPU per process), and checks
-    the data roots of the dataloaders of ``splits``.
+    the data roots of the dataloaders of ``splits`` and, for training, the
+    model's local Pretrained checkpoints.
     """
     cfg.launcher = launcher
     if work_dir is not None:
@@ -108,4 +135,6 @@ def prepare_config(cfg: Config,
     if not cfg.get('val_cfg'):
         splits = [s for s in splits if s != 'val']
     check_data_roots(cfg, splits)
+    if 'train' in splits and not cfg.get('resume'):
+        check_pretrained_checkpoints(cfg)
     return cfg

@@ -95,3 +95,17 @@ def test_syncbn_config_in_a_two_process_cpu_run(shapes_coco, tmp_path):
     log = result.stdout + result.stderr
     assert 'SyncBN layers replaced by BN' in log
     assert osp.isfile(tmp_path / 'epoch_1.pth')
+
+
+def test_missing_pretrained_checkpoint_fails_at_once(shapes_coco, tmp_path):
+    config = 'configs/faster_rcnn/faster-rcnn_cotnet50_fpn_syncbn_ms-range-1x_coco.py'
+    root = shapes_coco.rstrip('/') + '/'
+    result = run_tool(
+        'tools/train.py', config, '--work-dir', str(tmp_path),
+        '--cfg-options', f'train_dataloader.dataset.data_root={root}',
+        f'val_dataloader.dataset.data_root={root}', check=False)
+    assert result.returncode != 0
+    assert ("model.backbone.init_cfg.checkpoint is "
+            "'checkpoints/cotnet50_mmcot.pth', which does not exist"
+            in result.stderr)
+    assert 'cotnet_to_mmcot.py' in result.stderr
