@@ -151,9 +151,11 @@ class CoTLayer(BaseModule):
         v = self.local_conv(v, weight).view(n, c, h, w)
         v = self.act(self.bn(v))
 
-        attn = self.se((v + k).mean((2, 3), keepdim=True))
-        attn = F.softmax(attn.view(n, c, self.radix), dim=2)
-        return v * attn[..., 0, None, None] + k * attn[..., 1, None, None]
+        # mean(v + k) as mean(v) + mean(k): no full-size sum is formed
+        context = v.mean((2, 3), keepdim=True) + k.mean((2, 3), keepdim=True)
+        attn = F.softmax(self.se(context).view(n, c, self.radix), dim=2)
+        return torch.addcmul(v * attn[..., 0, None, None], k,
+                             attn[..., 1, None, None])
 
 
 @MODELS.register_module('CoXt')

@@ -1,0 +1,52 @@
+"""FLOPs of models with CoT layers in MMEngine's complexity analysis.
+
+MMEngine's :class:`~mmengine.analysis.FlopAnalyzer` counts multiply-adds of
+the ATen ops it knows (convs, linear layers, ...) and skips others. The
+local aggregation runs as a custom autograd function, which it would skip:
+:data:`COT_FLOP_HANDLES` counts it as ``K*K`` multiply-adds per output
+element, the convention of the paper's tables.
+"""
+from typing import Any, List
+
+import torch
+from mmengine.analysis import FlopAnalyzer
+from mmengine.analysis.jit_handles import get_shape
+
+from mmcot.ops.local_aggregation import LocalAggregationFunction
+
+
+def local_aggregation_flop_jit(inputs: List[Any], outputs: List[Any]) -> int:
+    """Multiply-adds of one local aggregation: ``numel(out) * K*K``.
+
+    inputs: values (N, C, H, W), weights (N, heads, G, K*K, H', W'), ...
+    outputs: (N, heads*C, H', W').
+    """
+    taps = get_shape(inputs[1])[3]
+    out_shape = get_shape(outputs[0])
+    numel = 1
+    for size in out_shape:
+        numel *= size
+    return numel * taps
+
+
+COT_FLOP_HANDLES = {
+    f'prim::PythonOp.{LocalAggregationFunction.__name__}':
+    local_aggregation_flop_jit,
+}
+
+
+def cot_flop_analyzer(model: torch.nn.Module, inputs) -> FlopAnalyzer:
+    """A FlopAnalyzer that also counts the local aggregation.
+
+    The compiled op must be in use (``mmcot._ext`` built): the pure-PyTorch
+    fallback is traced as ``unfold`` and elementwise ops, which MMEngine
+    does not count.
+    """
+    from mmcot.ops import ext_available
+    if not ext_available():
+        raise RuntimeError('counting FLOPs of CoT layers needs the compiled '
+                           'op (mmcot._ext); build it with '
+                           '`pip install --no-build-isolation -e .`')
+    analyzer = FlopAnalyzer(model, inputs)
+    analyzer.set_op_handle(**COT_FLOP_HANDLES)
+    return analyzer
