@@ -1,6 +1,10 @@
 from .complexity import (COT_FLOP_HANDLES, cot_flop_analyzer,
                          local_aggregation_flop_jit)
+from .timing import (device_name, markdown_table, median_ms, peak_memory_mib,
+                     run_isolated)
 
 __all__ = [
-    'COT_FLOP_HANDLES', 'cot_flop_analyzer', 'local_aggregation_flop_jit'
+    'COT_FLOP_HANDLES', 'cot_flop_analyzer', 'local_aggregation_flop_jit',
+    'device_name', 'markdown_table', 'median_ms', 'peak_memory_mib',
+    'run_isolated'
 ]

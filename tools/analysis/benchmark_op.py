@@ -2,8 +2,8 @@
 
 Shapes are the four CoTNet-50 stages (K=3, stride 1, padding 1, G=C/8):
 forward and forward+backward, median of repeats after warm-up, and peak
-memory (CUDA: the allocator's peak; CPU: the growth of the process' peak
-RSS, measured in a forked child per case). On a GPU it also reports the
+memory (CUDA: the allocator's peak; CPU: the growth of the peak resident
+set, each case in a fresh forked process). On a GPU it also reports the
 achieved bandwidth against the device's copy bandwidth.
 
 Example:
@@ -11,15 +11,12 @@ Example:
 """
 import argparse
 import json
-import multiprocessing as mp
-import resource
-import statistics
-import time
 
 import torch
 
-from mmcot.ops import local_aggregation_reference
-from mmcot.ops.ext_loader import ext_available
+from mmcot.analysis import (device_name, markdown_table, median_ms,
+                            peak_memory_mib, run_isolated)
+from mmcot.ops import ext_available, local_aggregation_reference
 from mmcot.ops.local_aggregation import LocalAggregationFunction
 
 STAGES = ((64, 56), (128, 28), (256, 14), (512, 7))
@@ -33,7 +30,8 @@ def parse_args():
     parser.add_argument('--warmup', type=int, default=2)
     parser.add_argument('--device', default='cpu')
     parser.add_argument(
-        '--dtype', default='float32',
+        '--dtype',
+        default='float32',
         choices=['float32', 'float64', 'float16', 'bfloat16'])
     parser.add_argument('--json', help='also write the rows to this file')
     return parser.parse_args()
@@ -52,38 +50,16 @@ def reference(x, w):
 IMPLS = {'compiled': compiled, 'reference': reference}
 
 
-def make_inputs(batch, channels, size, device, dtype):
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(batch, channels, size, size, generator=g)
-    w = torch.randn(batch, 1, channels // 8, 9, size, size, generator=g)
-    return (x.to(device, dtype).requires_grad_(),
-            w.to(device, dtype).requires_grad_())
-
-
-def sync(device):
-    if device.startswith('cuda'):
-        torch.cuda.synchronize()
-
-
-def median_ms(fn, device, warmup, repeats):
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        sync(device)
-        start = time.perf_counter()
-        fn()
-        sync(device)
-        times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times)
-
-
 def run_case(impl, shape, args, with_backward):
     """Median time (ms) and peak extra memory (MiB) of one case."""
-    x, w = make_inputs(args.batch, *shape, args.device,
-                       getattr(torch, args.dtype))
-    grad = torch.ones(args.batch, shape[0], shape[1], shape[1],
-                      device=args.device, dtype=x.dtype)
+    channels, size = shape
+    g = torch.Generator().manual_seed(0)
+    dtype = getattr(torch, args.dtype)
+    x = torch.randn(args.batch, channels, size, size, generator=g)
+    w = torch.randn(args.batch, 1, channels // 8, 9, size, size, generator=g)
+    x = x.to(args.device, dtype).requires_grad_()
+    w = w.to(args.device, dtype).requires_grad_()
+    grad = torch.ones_like(x)
 
     def step():
         y = IMPLS[impl](x, w)
@@ -91,35 +67,16 @@ def run_case(impl, shape, args, with_backward):
             torch.autograd.grad(y, (x, w), grad)
 
     if args.device.startswith('cuda'):
-        step()
-        torch.cuda.reset_peak_memory_stats()
-        base = torch.cuda.memory_allocated()
-        step()
-        peak = (torch.cuda.max_memory_allocated() - base) / 2**20
-    else:
-        base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        step()
-        peak = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss -
-                base) / 1024
+        step()  # CUDA context and kernel loading are not the op's memory
+    mib = peak_memory_mib(step, args.device)
     ms = median_ms(step, args.device, args.warmup, args.repeats)
-    return ms, peak
-
-
-def _child(queue, *case):
-    queue.put(run_case(*case))
+    return ms, mib
 
 
 def measure(impl, shape, args, with_backward):
     if args.device.startswith('cuda'):
         return run_case(impl, shape, args, with_backward)
-    ctx = mp.get_context('fork')  # a fresh peak RSS for every case
-    queue = ctx.Queue()
-    proc = ctx.Process(
-        target=_child, args=(queue, impl, shape, args, with_backward))
-    proc.start()
-    result = queue.get()
-    proc.join()
-    return result
+    return run_isolated(run_case, impl, shape, args, with_backward)
 
 
 def copy_bandwidth(device):
@@ -153,24 +110,22 @@ def main():
             row['of copy'] = row['fwd GB/s'] / peak_bw
         rows.append(row)
 
-    device_name = (torch.cuda.get_device_name(args.device) if gpu else
-                   f'CPU, {torch.get_num_threads()} threads')
     print(f'local_aggregation, batch {args.batch}, {args.dtype}, '
-          f'{device_name}; median of {args.repeats} after {args.warmup} '
-          'warm-up; memory: peak extra over the inputs')
+          f'{device_name(args.device)}; median of {args.repeats} after '
+          f'{args.warmup} warm-up; memory: peak extra over the inputs')
     if gpu:
         print(f'device copy bandwidth: {peak_bw:.0f} GB/s')
-    keys = list(rows[0])
-    print('| ' + ' | '.join(keys) + ' |')
-    print('|' + ' --- |' * len(keys))
-    for row in rows:
-        print('| ' + ' | '.join(
-            f'{v:.2f}' if isinstance(v, float) else str(v)
-            for v in row.values()) + ' |')
+    print(markdown_table(rows))
     if args.json:
         with open(args.json, 'w') as f:
-            json.dump(dict(device=device_name, dtype=args.dtype,
-                           batch=args.batch, rows=rows), f, indent=1)
+            json.dump(
+                dict(
+                    device=device_name(args.device),
+                    dtype=args.dtype,
+                    batch=args.batch,
+                    rows=rows),
+                f,
+                indent=1)
 
 
 if __name__ == '__main__':

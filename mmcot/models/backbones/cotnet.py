@@ -101,7 +101,9 @@ class CoTBottleneck(Bottleneck):
                 out = self.blur(out)
             out = self.norm3(self.conv3(out))
             identity = x if self.downsample is None else self.downsample(x)
-            return self.drop_path(out) + identity
+            out = self.drop_path(out)
+            out += identity
+            return out
 
         if self.with_cp and x.requires_grad:
             out = cp.checkpoint(_inner_forward, x, use_reentrant=False)

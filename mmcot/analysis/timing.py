@@ -1,0 +1,88 @@
+"""Timing and memory helpers of the benchmark scripts in tools/analysis."""
+import multiprocessing as mp
+import resource
+import statistics
+import time
+from typing import Any, Callable, Dict, List, Sequence
+
+import torch
+
+
+def synchronize(device: str) -> None:
+    if device.startswith('cuda'):
+        torch.cuda.synchronize()
+
+
+def median_ms(fn: Callable[[], Any], device: str, warmup: int,
+              repeats: int) -> float:
+    """Median wall time of ``fn()`` in milliseconds, after ``warmup`` calls."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        synchronize(device)
+        start = time.perf_counter()
+        fn()
+        synchronize(device)
+        times.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(times)
+
+
+def peak_memory_mib(fn: Callable[[], Any], device: str) -> float:
+    """Peak memory one call of ``fn()`` adds, in MiB: the CUDA allocator's
+    peak over what is allocated before, or on a CPU the growth of the
+    process' peak resident set (meaningful in a fresh process, see
+    :func:`run_isolated`)."""
+    if device.startswith('cuda'):
+        synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device)
+        fn()
+        synchronize(device)
+        return (torch.cuda.max_memory_allocated(device) - base) / 2**20
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    fn()
+    return (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024
+
+
+def _child(queue, fn, args):
+    try:
+        queue.put(('ok', fn(*args)))
+    except BaseException as error:  # reported to the parent
+        queue.put(('error', f'{type(error).__name__}: {error}'))
+
+
+def run_isolated(fn: Callable, *args) -> Any:
+    """``fn(*args)`` in a forked child process (a fresh peak RSS, no memory
+    left behind); its exception is raised here as a RuntimeError."""
+    ctx = mp.get_context('fork')
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_child, args=(queue, fn, args))
+    proc.start()
+    status, value = queue.get()
+    proc.join()
+    if status != 'ok':
+        raise RuntimeError(value)
+    return value
+
+
+def markdown_table(rows: Sequence[Dict[str, Any]],
+                   columns: List[str] = None) -> str:
+    """Rows of dicts as a markdown table (floats with two decimals)."""
+    columns = columns or list(rows[0])
+
+    def cell(value):
+        return f'{value:.2f}' if isinstance(value, float) else str(value)
+
+    lines = ['| ' + ' | '.join(columns) + ' |', '|' + ' --- |' * len(columns)]
+    lines += [
+        '| ' + ' | '.join(cell(row.get(c, '')) for c in columns) + ' |'
+        for row in rows
+    ]
+    return '\n'.join(lines)
+
+
+def device_name(device: str) -> str:
+    if device.startswith('cuda'):
+        return torch.cuda.get_device_name(device)
+    return f'CPU ({torch.get_num_threads()} threads)'
