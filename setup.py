@@ -88,12 +88,36 @@ def get_extensions():
     ]
 
 
+def add_mim_extension():
+    """Expose configs, tools and model-index.yml as ``mmcot/.mim`` (as
+    OpenMMLab packages do), where ``mim`` and mmpretrain's model hub find
+    them: links in an editable install, copies in a wheel."""
+    import shutil
+    import sys
+    mode = 'copy' if {'bdist_wheel', 'sdist'} & set(sys.argv) else 'symlink'
+    mim = osp.join(ROOT, 'mmcot', '.mim')
+    os.makedirs(mim, exist_ok=True)
+    for name in ('configs', 'tools', 'model-index.yml'):
+        src, dst = osp.join(ROOT, name), osp.join(mim, name)
+        if osp.islink(dst) or osp.isfile(dst):
+            os.remove(dst)
+        elif osp.isdir(dst):
+            shutil.rmtree(dst)
+        if mode == 'symlink':
+            os.symlink(osp.relpath(src, mim), dst)
+        elif osp.isdir(src):
+            shutil.copytree(src, dst)
+        else:
+            shutil.copyfile(src, dst)
+
+
 def get_cmdclass():
     from torch.utils.cpp_extension import BuildExtension
     return {'build_ext': BuildExtension.with_options(use_ninja=True)}
 
 
 if __name__ == '__main__':
+    add_mim_extension()
     setup(
         name='mmcot',
         version=get_version(),
@@ -103,6 +127,9 @@ if __name__ == '__main__':
         license='Apache License 2.0',
         packages=find_packages(exclude=('configs', 'tools', 'tests')),
         include_package_data=True,
+        package_data={'mmcot': ['.mim/model-index.yml', '.mim/configs/*/*.py',
+                                '.mim/configs/*/*.yml', '.mim/tools/*.py',
+                                '.mim/tools/*/*.py', '.mim/tools/*.sh']},
         python_requires='>=3.8',
         install_requires=parse_requirements('runtime.txt'),
         ext_modules=get_extensions(),

@@ -1,10 +1,14 @@
 """mmcot: Contextual Transformer Networks (CoTNet) for OpenMMLab.
 
-Importing it registers mmcot's layers, backbones, heads and hooks in
+Importing it registers mmcot's layers, backbones and heads in
 MMEngine's root registries, where mmpretrain's and mmdet's configs find them
-(``custom_imports=dict(imports=['mmcot'])``).
+(``custom_imports=dict(imports=['mmcot'])``), and its classification
+configs in mmpretrain's model hub (``mmpretrain.list_models('cotnet*')``).
 """
 from . import engine, models  # noqa: F401
+from .model_hub import register_models
 from .version import __version__
+
+register_models()
 
 __all__ = ['__version__']

@@ -50,3 +50,47 @@ def cot_flop_analyzer(model: torch.nn.Module, inputs) -> FlopAnalyzer:
     analyzer = FlopAnalyzer(model, inputs)
     analyzer.set_op_handle(**COT_FLOP_HANDLES)
     return analyzer
+
+
+class _Classifier(torch.nn.Module):
+    """An mmpretrain classifier as a plain images -> logits module."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, images):
+        return self.model(images, mode='tensor')
+
+
+def model_complexity(cfg, shape) -> dict:
+    """Params and FLOPs of a config's model for one (3, H, W) image.
+
+    Classification configs count the whole classifier; detection configs
+    (``default_scope='mmdet'``) count the backbone.
+
+    Returns:
+        dict: ``counted`` (what was counted), ``shape``, ``params``,
+        ``flops`` (multiply-adds), ``aggregation_flops`` (of which the local
+        aggregation) and ``analyzer`` (the FlopAnalyzer, for tables).
+    """
+    from mmengine.analysis import parameter_count
+    from mmengine.registry import MODELS, init_default_scope
+    init_default_scope(cfg.get('default_scope', 'mmpretrain'))
+    model = MODELS.build(cfg.model)
+    model.eval()
+    if cfg.get('default_scope') == 'mmdet':
+        counted, what = model.backbone, 'backbone'
+    else:
+        counted, what = _Classifier(model), 'classifier'
+    analyzer = cot_flop_analyzer(counted, (torch.randn(1, 3, *shape), ))
+    analyzer.unsupported_ops_warnings(False)
+    analyzer.uncalled_modules_warnings(False)
+    return dict(
+        counted=what,
+        shape=list(shape),
+        params=parameter_count(counted)[''],
+        flops=analyzer.total(),
+        aggregation_flops=sum(v for k, v in analyzer.by_operator().items()
+                              if 'LocalAggregation' in k),
+        analyzer=analyzer)

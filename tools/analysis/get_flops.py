@@ -1,6 +1,6 @@
 """Parameters and FLOPs (multiply-adds) of the model of a config.
 
-    python tools/analysis/get_flops.py CONFIG [--shape H W] [--json OUT]
+    python tools/analysis/get_flops.py CONFIG [--shape H W] [--table]
 
 FLOPs follow the paper's convention: one multiply-add counts once. MMEngine's
 FlopAnalyzer counts convolutions, linear layers and norms; the CoT layers'
@@ -11,13 +11,10 @@ output element). Classification configs count the whole classifier
 import argparse
 import json
 
-import torch
-from mmengine.analysis import parameter_count
 from mmengine.analysis.print_helper import complexity_stats_table
 from mmengine.config import Config
-from mmengine.registry import init_default_scope
 
-from mmcot.analysis import cot_flop_analyzer
+from mmcot.analysis import model_complexity
 
 
 def parse_args():
@@ -38,49 +35,12 @@ def parse_args():
     return args
 
 
-class _Classifier(torch.nn.Module):
-    """An mmpretrain classifier as a plain images -> logits module."""
-
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
-
-    def forward(self, images):
-        return self.model(images, mode='tensor')
-
-
-def complexity(cfg: Config, shape) -> dict:
-    """Params and FLOPs of the config's model for one (3, H, W) image."""
-    init_default_scope(cfg.get('default_scope', 'mmpretrain'))
-    from mmengine.registry import MODELS
-    model = MODELS.build(cfg.model)
-    model.eval()
-    if cfg.get('default_scope') == 'mmdet':
-        counted, what = model.backbone, 'backbone'
-    else:
-        counted, what = _Classifier(model), 'classifier'
-    image = torch.randn(1, 3, *shape)
-    analyzer = cot_flop_analyzer(counted, (image, ))
-    analyzer.unsupported_ops_warnings(False)
-    analyzer.uncalled_modules_warnings(False)
-    by_operator = analyzer.by_operator()
-    return dict(
-        counted=what,
-        shape=list(shape),
-        params=parameter_count(counted)[''],
-        flops=analyzer.total(),
-        aggregation_flops=sum(v for k, v in by_operator.items()
-                              if 'LocalAggregation' in k),
-        table=complexity_stats_table(analyzer, max_depth=2))
-
-
 def main():
     args = parse_args()
     shape = tuple(args.shape * 2 if len(args.shape) == 1 else args.shape)
-    cfg = Config.fromfile(args.config)
-    result = complexity(cfg, shape)
+    result = model_complexity(Config.fromfile(args.config), shape)
     if args.table:
-        print(result['table'])
+        print(complexity_stats_table(result['analyzer'], max_depth=2))
     print(f'{args.config}\n'
           f'  input: (3, {shape[0]}, {shape[1]}), counted: {result["counted"]}\n'
           f'  params: {result["params"] / 1e6:.2f} M\n'
@@ -88,7 +48,8 @@ def main():
           f'local aggregation {result["aggregation_flops"] / 1e9:.4f} G')
     if args.json:
         with open(args.json, 'w') as f:
-            json.dump({k: v for k, v in result.items() if k != 'table'}, f)
+            json.dump({k: v
+                       for k, v in result.items() if k != 'analyzer'}, f)
 
 
 if __name__ == '__main__':

@@ -1,0 +1,104 @@
+"""The model-zoo tables and metafiles agree with the configs."""
+import glob
+import os.path as osp
+import re
+
+import pytest
+import yaml
+from mmengine.config import Config
+from mmengine.registry import MODELS, init_default_scope
+
+import mmcot  # noqa: F401
+
+from ..conftest import REPO, run_tool
+
+
+def read(*parts):
+    with open(osp.join(REPO, *parts)) as f:
+        return f.read()
+
+
+def section(text, name):
+    match = re.search(
+        rf'<!-- model-zoo:{name}:begin -->(.*?)<!-- model-zoo:{name}:end -->',
+        text, re.S)
+    assert match, f'no model-zoo:{name} section'
+    return match.group(1)
+
+
+def table_rows(text):
+    """Markdown table rows as dicts (header from the first row)."""
+    lines = [l for l in text.splitlines() if l.startswith('|')]
+    header = [c.strip() for c in lines[0].strip('|').split('|')]
+    return [
+        dict(zip(header, (c.strip() for c in line.strip('|').split('|'))))
+        for line in lines[2:]
+    ]
+
+
+def paper_configs(folder):
+    names = sorted(
+        osp.basename(p)
+        for p in glob.glob(osp.join(REPO, 'configs', folder, '*.py')))
+    return [n for n in names if '_shapes' not in n]
+
+
+def test_generated_files_are_up_to_date():
+    result = run_tool('tools/analysis/model_zoo.py', '--check', check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_classification_config_listed_with_its_params():
+    rows = table_rows(section(read('configs', 'cotnet', 'README.md'),
+                              'results'))
+    listed = {re.search(r'\((.*?)\)', r['Config']).group(1): r for r in rows}
+    assert sorted(listed) == paper_configs('cotnet')
+    built = {}
+    for config, row in listed.items():
+        cfg = Config.fromfile(osp.join(REPO, 'configs', 'cotnet', config))
+        init_default_scope('mmpretrain')
+        key = repr(cfg.model.backbone)
+        if key not in built:
+            model = MODELS.build(cfg.model)
+            built[key] = sum(p.numel() for p in model.parameters())
+        assert float(row['Params (M)']) == pytest.approx(
+            built[key] / 1e6, abs=0.005), config
+
+
+@pytest.mark.parametrize(
+    'folder',
+    ['faster_rcnn', 'cascade_rcnn', 'mask_rcnn', 'cascade_mask_rcnn'])
+def test_every_detection_config_listed(folder):
+    rows = table_rows(section(read('configs', folder, 'README.md'),
+                              'results'))
+    listed = sorted(re.search(r'\((.*?)\)', r['Config']).group(1)
+                    for r in rows)
+    assert listed == paper_configs(folder)
+    assert all(float(r['box AP (paper)']) > 40 for r in rows)
+
+
+def test_metafiles_and_model_index():
+    index = yaml.safe_load(read('model-index.yml'))
+    folders = sorted(
+        osp.basename(osp.dirname(p))
+        for p in glob.glob(osp.join(REPO, 'configs', '*', '*.py')))
+    assert sorted(osp.dirname(p).split('/')[-1]
+                  for p in index['Import']) == sorted(set(folders))
+    for metafile in index['Import']:
+        data = yaml.safe_load(read(metafile))
+        folder = osp.basename(osp.dirname(metafile))
+        names = [m['Name'] + '.py' for m in data['Models']]
+        assert sorted(names) == paper_configs(folder)
+        for model in data['Models']:
+            assert osp.isfile(osp.join(REPO, model['Config']))
+            assert model['In Collection'] == data['Collections'][0]['Name']
+
+
+def test_readme_summary_lists_every_backbone():
+    rows = table_rows(section(read('README.md'), 'summary'))
+    assert [r['Backbone'] for r in rows] == [
+        'CoTNet-50', 'CoTNeXt-50', 'SE-CoTNetD-50', 'CoTNet-101',
+        'CoTNeXt-101', 'SE-CoTNetD-101', 'SE-CoTNetD-152'
+    ]
+    assert osp.isfile(
+        osp.join(REPO, 'docs', 'benchmarks', 'throughput_vs_top1.png'))

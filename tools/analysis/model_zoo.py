@@ -1,0 +1,485 @@
+"""Regenerate mmcot's model-zoo tables, metafiles and plot.
+
+    python tools/analysis/model_zoo.py          # write them
+    python tools/analysis/model_zoo.py --check  # exit 1 if any is stale
+
+Sources: the configs (params and FLOPs are measured here, on the model each
+config builds, the local aggregation counted), the benchmark measurements in
+docs/benchmarks/*.json (tools/analysis/benchmark.py), and the paper's
+accuracies (cited per row). Writes:
+
+* the tables between ``<!-- model-zoo:... -->`` markers of README.md,
+  configs/cotnet/README.md and the detection folders' README.md;
+* ``metafile.yml`` of each config folder and ``model-index.yml``;
+* docs/benchmarks/throughput_vs_top1.png (throughput against top-1).
+"""
+import argparse
+import glob
+import json
+import os
+import os.path as osp
+import re
+import sys
+from collections import OrderedDict
+
+import yaml
+from mmengine.config import Config
+
+from mmcot.analysis import markdown_table, model_complexity
+
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+PAPER = 'https://arxiv.org/abs/2107.12292'
+PAPER_CITE = 'Li et al., CoTNet, arXiv:2107.12292'
+OFFICIAL = 'https://github.com/JDAI-CV/CoTNet'
+OFFICIAL_DET = ('https://github.com/JDAI-CV/'
+                'CoTNet-ObjectDetection-InstanceSegmentation')
+DRIVE = 'https://drive.google.com/file/d/{}/view?usp=sharing'
+
+# name, config token, official variant, top-1 (paper Table 3 default,
+# Table 3 default + EMA, Table 4 advanced), official advanced-setup weights
+BACKBONES = [
+    ('CoTNet-50', 'cotnet50', 'cotnet50', 79.2, 79.8, 81.3,
+     '1SR5ezIu7LN943zHaUh4mC0ehxBVMqtfv'),
+    ('CoTNeXt-50', 'cotnext50-2x48d', 'cotnext50_2x48d', 79.5, 80.2, 82.1,
+     '1j6b5D3xcZ5L_bHiQV0WfqyOieqZLVOCv'),
+    ('SE-CoTNetD-50', 'se-cotnetd50', 'se_cotnetd_50', 79.8, 80.5, 81.6,
+     '1D2b5fr3lxpBpiFcCYBKngmmSgfVHt_56'),
+    ('CoTNet-101', 'cotnet101', 'cotnet101', 80.0, 80.9, 82.8,
+     '11jExbPEg4Eq5PApisZyE5k-1CbRYnsQb'),
+    ('CoTNeXt-101', 'cotnext101-2x48d', 'cotnext101_2x48d', 80.3, 81.3, 83.2,
+     '1des5wgkBDUscQAs8IYOmKCKKUA46QLfJ'),
+    ('SE-CoTNetD-101', 'se-cotnetd101', 'se_cotnetd_101', 80.5, 81.4, 83.2,
+     '1PWIltQYpYZiDrpfZORRQzGzQeXVd2b2f'),
+    ('SE-CoTNetD-152', 'se-cotnetd152', 'se_cotnetd_152', None, None, 84.0,
+     '1MkMx0a8an3ikt6LZwClIOyabBnMfR91v'),
+]
+SE_COTNETD_152_320 = (84.6, '1E43T2jS37gR07p_FVWnjJNkMWeYMXgX9')
+# Baselines of the throughput plot: top-1 and where it comes from
+BASELINE_TOP1 = {
+    'ResNet-50': (76.55, 'mmpretrain resnet50_8xb32_in1k'),
+    'ResNeXt-50 (32x4d)': (77.90, 'mmpretrain resnext50-32x4d_8xb32_in1k'),
+    'ResNeSt-50': (81.13, 'Zhang et al., ResNeSt, arXiv:2004.08955'),
+}
+
+# COCO, paper Tables 7 and 8 (CoTNet, CoTNeXt) and the official detection
+# repository's README (SE-CoTNetD): box AP, mask AP
+DETECTION = {
+    'faster_rcnn': ('Faster R-CNN', {
+        'cotnet50': (43.50, None), 'cotnext50': (44.06, None),
+        'cotnet101': (45.35, None), 'cotnext101': (46.10, None),
+        'se-cotnetd50': (43.96, None), 'se-cotnetd101': (45.66, None)}),
+    'cascade_rcnn': ('Cascade R-CNN', {
+        'cotnet50': (46.11, None), 'cotnext50': (46.79, None),
+        'cotnet101': (48.19, None), 'cotnext101': (49.02, None),
+        'se-cotnetd50': (46.77, None), 'se-cotnetd101': (49.02, None)}),
+    'mask_rcnn': ('Mask R-CNN', {
+        'cotnet50': (44.06, 39.28), 'cotnext50': (44.47, 39.62),
+        'cotnet101': (46.17, 40.86), 'cotnext101': (46.66, 41.21),
+        'se-cotnetd50': (44.16, 39.38), 'se-cotnetd101': (46.67, 41.53)}),
+    'cascade_mask_rcnn': ('Cascade Mask R-CNN', {
+        'cotnet50': (46.94, 40.25), 'cotnext50': (47.63, 40.76),
+        'cotnet101': (48.97, 41.98), 'cotnext101': (49.35, 42.20),
+        'se-cotnetd50': (47.44, 40.73), 'se-cotnetd101': (49.24, 42.38)}),
+}
+DET_BACKBONE = {
+    'cotnet50': 'CoTNet-50', 'cotnext50': 'CoTNeXt-50',
+    'se-cotnetd50': 'SE-CoTNetD-50', 'cotnet101': 'CoTNet-101',
+    'cotnext101': 'CoTNeXt-101', 'se-cotnetd101': 'SE-CoTNetD-101'
+}
+
+
+def rel(*parts):
+    return osp.join(ROOT, *parts)
+
+
+def test_size(cfg: Config) -> int:
+    for step in cfg.test_dataloader.dataset.pipeline:
+        if step.get('type') == 'CenterCrop':
+            return step['crop_size']
+    return 224
+
+
+class Complexity:
+    """Params and FLOPs per model, measured once per (model, size)."""
+
+    def __init__(self):
+        self.cache = {}
+
+    def __call__(self, cfg: Config, size: int) -> dict:
+        key = (json.dumps(cfg.model.backbone.to_dict(), sort_keys=True),
+               cfg.model.get('head', {}).get('num_classes'), size)
+        if key not in self.cache:
+            result = model_complexity(cfg, (size, size))
+            self.cache[key] = dict(
+                params=result['params'], flops=result['flops'])
+        return self.cache[key]
+
+
+def classification_rows(complexity: Complexity) -> list:
+    rows = []
+    for name, token, variant, default, ema, advanced, drive in BACKBONES:
+        setups = [('_8xb64_in1k.py', 'default (Table 3)', default),
+                  ('_8xb64-ema_in1k.py', 'default + EMA (Table 3)', ema)]
+        advanced_configs = sorted(
+            (osp.basename(p) for p in glob.glob(
+                rel('configs', 'cotnet', f'{token}_8xb*-350e_in1k*.py'))),
+            key=lambda name: (name.endswith('px.py'), name))
+        for config in advanced_configs:
+            top1, weights = ((SE_COTNETD_152_320[0], SE_COTNETD_152_320[1])
+                             if config.endswith('320px.py') else
+                             (advanced, drive))
+            setups.append((config[len(token):], 'advanced (Table 4)', top1,
+                           weights))
+        for setup in setups:
+            config = token + setup[0]
+            path = osp.join('configs', 'cotnet', config)
+            if not osp.isfile(rel(path)):
+                raise FileNotFoundError(f'{path} is missing')
+            cfg = Config.fromfile(rel(path))
+            size = test_size(cfg)
+            measured = complexity(cfg, size)
+            rows.append(
+                dict(
+                    name=name,
+                    variant=variant,
+                    config=path,
+                    setup=setup[1],
+                    size=size,
+                    params=measured['params'],
+                    flops=measured['flops'],
+                    top1=setup[2],
+                    weights=DRIVE.format(setup[3]) if len(setup) > 3 else
+                    None))
+    return rows
+
+
+def load_benchmarks() -> list:
+    runs = []
+    for path in sorted(glob.glob(rel('docs', 'benchmarks', '*.json'))):
+        with open(path) as f:
+            run = json.load(f)
+        run['file'] = osp.relpath(path, ROOT)
+        runs.append(run)
+    return runs
+
+
+def fmt(value, digits=1, unit=''):
+    return '-' if value is None else f'{value:.{digits}f}{unit}'
+
+
+def cotnet_tables(rows: list, benchmarks: list) -> str:
+    table = [
+        OrderedDict([
+            ('Model', r['name']),
+            ('Setup', r['setup']),
+            ('Size', r['size']),
+            ('Params (M)', f'{r["params"] / 1e6:.2f}'),
+            ('FLOPs (G)', f'{r["flops"] / 1e9:.2f}'),
+            ('Top-1 (paper)', fmt(r['top1'])),
+            ('Config', f'[config]({osp.relpath(r["config"], "configs/cotnet")})'),
+            ('Official weights',
+             f'[Google Drive]({r["weights"]})' if r['weights'] else '-'),
+        ]) for r in rows
+    ]
+    text = [
+        f'Top-1: ImageNet-1k val, from the paper ({PAPER_CITE}, Tables 3 and '
+        '4) until mmcot has its own runs. Params and FLOPs (multiply-adds, '
+        'the local aggregation counted) are measured on the model each config '
+        'builds (`tools/analysis/get_flops.py`). Official weights are the '
+        'advanced-setup checkpoints; convert them with '
+        '`tools/model_converters/cotnet_to_mmcot.py`.', '',
+        markdown_table(table)
+    ]
+    for run in benchmarks:
+        text += ['', throughput_title(run), '', throughput_table(run)]
+    return '\n'.join(text)
+
+
+def throughput_title(run: dict) -> str:
+    s = run['setup']
+    return (f'Measured speed ({run["file"]}): {s["device"]}, torch '
+            f'{s["torch"]}, inference batch {s["batch"]}, training batch '
+            f'{s["train_batch"]}, {s["shape"]}x{s["shape"]}, median of '
+            f'{s["repeats"]} after {s["warmup"]} warm-up runs.')
+
+
+def throughput_table(run: dict) -> str:
+    return markdown_table([
+        OrderedDict([
+            ('Model', r['model']),
+            ('Precision', r['precision']),
+            ('Inference (img/s)', f'{r["infer_img_per_s"]:.1f}'),
+            ('vs ResNet-50', f'{r["vs_ResNet-50"]:.2f}'),
+            ('Train step (ms)', f'{r["train_step_ms"]:.0f}'),
+            ('Train peak memory (MiB)', f'{r["train_peak_MiB"]:.0f}'),
+        ]) for r in run['rows']
+    ])
+
+
+def readme_zoo(rows: list, benchmarks: list) -> str:
+    speeds = {}
+    for run in benchmarks:
+        for r in run['rows']:
+            if r['precision'] == 'fp32':
+                speeds.setdefault(r['model'], (r, run['setup']['device']))
+    table = []
+    for name, token, variant, default, ema, advanced, _ in BACKBONES:
+        first = next(r for r in rows if r['name'] == name)
+        speed = speeds.get(name)
+        table.append(
+            OrderedDict([
+                ('Backbone', name),
+                ('Params (M)', f'{first["params"] / 1e6:.2f}'),
+                ('FLOPs (G)', f'{first["flops"] / 1e9:.2f}'),
+                ('CPU img/s', f'{speed[0]["infer_img_per_s"]:.1f}'
+                 if speed else '-'),
+                ('vs ResNet-50', f'{speed[0]["vs_ResNet-50"]:.2f}'
+                 if speed else '-'),
+                ('Top-1 default / EMA / advanced (paper)',
+                 f'{fmt(default)} / {fmt(ema)} / {fmt(advanced)}'),
+            ]))
+    devices = sorted({s[1] for s in speeds.values()})
+    return '\n'.join([
+        markdown_table(table), '',
+        f'224 x 224. Params and FLOPs measured on the built models; speed '
+        f'measured on {", ".join(devices) or "-"} '
+        '(docs/benchmarks, `tools/analysis/benchmark.py`); top-1 from the '
+        f'paper ({PAPER_CITE}). Per-config tables: '
+        '[configs/cotnet](configs/cotnet/README.md); detection: '
+        '[Faster R-CNN](configs/faster_rcnn/README.md), '
+        '[Cascade R-CNN](configs/cascade_rcnn/README.md), '
+        '[Mask R-CNN](configs/mask_rcnn/README.md), '
+        '[Cascade Mask R-CNN](configs/cascade_mask_rcnn/README.md).', '',
+        '![throughput vs top-1](docs/benchmarks/throughput_vs_top1.png)'
+    ])
+
+
+def detection_configs(folder: str) -> list:
+    title, results = DETECTION[folder]
+    rows = []
+    for path in sorted(glob.glob(rel('configs', folder, '*_coco.py'))):
+        config = osp.basename(path)
+        token = config.split('_')[1]
+        box, mask = results[token]
+        rows.append(
+            dict(
+                config=osp.join('configs', folder, config),
+                token=token,
+                backbone=DET_BACKBONE[token],
+                box=box,
+                mask=mask,
+                title=title))
+    order = list(DET_BACKBONE)
+    return sorted(rows, key=lambda r: order.index(r['token']))
+
+
+def detection_table(folder: str) -> str:
+    rows = detection_configs(folder)
+    with_mask = rows[0]['mask'] is not None
+    table = []
+    for r in rows:
+        row = OrderedDict([('Backbone', r['backbone']),
+                           ('Schedule', '1x'),
+                           ('box AP (paper)', fmt(r['box'], 2))])
+        if with_mask:
+            row['mask AP (paper)'] = fmt(r['mask'], 2)
+        row['Config'] = f'[config]({osp.basename(r["config"])})'
+        table.append(row)
+    source = (f'CoTNet / CoTNeXt: the paper ({PAPER_CITE}, Tables 7 and 8); '
+              f'SE-CoTNetD: the official detection repository '
+              f'({OFFICIAL_DET}). COCO val2017, backbones initialised from '
+              'the official ImageNet weights (advanced setup).')
+    return '\n'.join([source, '', markdown_table(table)])
+
+
+def classification_metafile(rows: list) -> dict:
+    models = []
+    for r in rows:
+        config = osp.basename(r['config'])[:-len('.py')]
+        entry = OrderedDict([
+            ('Name', config),
+            ('Metadata',
+             OrderedDict([('FLOPs', int(r['flops'])),
+                          ('Parameters', int(r['params'])),
+                          ('Training Data', 'ImageNet-1k')])),
+            ('In Collection', 'CoTNet'),
+        ])
+        if r['top1'] is not None:
+            entry['Results'] = [
+                OrderedDict([('Task', 'Image Classification'),
+                             ('Dataset', 'ImageNet-1k'),
+                             ('Metrics',
+                              OrderedDict([('Top 1 Accuracy', r['top1'])]))])
+            ]
+        entry['Config'] = r['config']
+        if r['weights']:
+            entry['Converted From'] = OrderedDict([('Weights', r['weights']),
+                                                   ('Code', OFFICIAL)])
+        models.append(entry)
+    return OrderedDict([('Collections', [collection('CoTNet')]),
+                        ('Models', models)])
+
+
+def collection(name: str) -> dict:
+    return OrderedDict([
+        ('Name', name),
+        ('Metadata',
+         OrderedDict([('Architecture',
+                       ['Contextual Transformer', 'Local Aggregation'])])),
+        ('Paper',
+         OrderedDict([('Title', 'Contextual Transformer Networks for Visual '
+                       'Recognition'), ('URL', PAPER)])),
+        ('Code', 'https://github.com/JDAI-CV/CoTNet'),
+    ])
+
+
+def detection_metafile(folder: str) -> dict:
+    models = []
+    for r in detection_configs(folder):
+        results = [
+            OrderedDict([('Task', 'Object Detection'), ('Dataset', 'COCO'),
+                         ('Metrics', OrderedDict([('box AP', r['box'])]))])
+        ]
+        if r['mask'] is not None:
+            results.append(
+                OrderedDict([('Task', 'Instance Segmentation'),
+                             ('Dataset', 'COCO'),
+                             ('Metrics', OrderedDict([('mask AP', r['mask'])
+                                                      ]))]))
+        models.append(
+            OrderedDict([
+                ('Name', osp.basename(r['config'])[:-len('.py')]),
+                ('In Collection', f'{r["title"]} with CoT backbones'),
+                ('Metadata',
+                 OrderedDict([('Training Data', 'COCO'),
+                              ('Epochs', 12)])),
+                ('Results', results),
+                ('Config', r['config']),
+            ]))
+    title = DETECTION[folder][0]
+    return OrderedDict([('Collections',
+                         [collection(f'{title} with CoT backbones')]),
+                        ('Models', models)])
+
+
+def plot(rows: list, benchmarks: list, path: str) -> None:
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    fp32 = [(run, r) for run in benchmarks for r in run['rows']
+            if r['precision'] == 'fp32']
+    if not fp32:
+        return
+    run = fp32[0][0]
+    speed = {r['model']: r['infer_img_per_s'] for rr, r in fp32 if rr is run}
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for label, index, marker in (('CoT, default setup', 3, 'o'),
+                                 ('CoT, advanced setup', 5, 's')):
+        points = [(speed[b[0]], b[index], b[0]) for b in BACKBONES
+                  if b[0] in speed and b[index] is not None]
+        if points:
+            xs, ys, names = zip(*points)
+            ax.plot(xs, ys, marker, label=label)
+    for i, backbone in enumerate(b for b in BACKBONES if b[0] in speed):
+        top = backbone[5]  # labelled once, at the advanced-setup point
+        ax.annotate(backbone[0], (speed[backbone[0]], top), fontsize=7,
+                    textcoords='offset points',
+                    xytext=(-10, 6 if i % 2 else -11))
+    for name, (top1, source) in BASELINE_TOP1.items():
+        if name in speed:
+            ax.plot(speed[name], top1, 'k^')
+            ax.annotate(name, (speed[name], top1), fontsize=7,
+                        textcoords='offset points', xytext=(3, -9))
+    ax.plot([], [], 'k^', label='baselines (mmpretrain / ResNeSt paper)')
+    ax.set_xlim(min(speed.values()) * 0.85, max(speed.values()) * 1.15)
+    ax.set_xlabel(f'inference throughput, images/s ({run["setup"]["device"]}'
+                  f', batch {run["setup"]["batch"]}, fp32)')
+    ax.set_ylabel('ImageNet top-1 (%, published)')
+    ax.set_title('Throughput vs top-1 (cf. the paper\'s Figure 3)')
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc='upper right')
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def replace_section(text: str, name: str, body: str) -> str:
+    begin, end = f'<!-- model-zoo:{name}:begin -->', \
+        f'<!-- model-zoo:{name}:end -->'
+    pattern = re.compile(re.escape(begin) + '.*?' + re.escape(end), re.S)
+    if not pattern.search(text):
+        raise ValueError(f'markers {begin} ... {end} not found')
+    return pattern.sub(lambda _: f'{begin}\n{body}\n{end}', text)
+
+
+def dump_yaml(data) -> str:
+
+    class Dumper(yaml.SafeDumper):
+        pass
+
+    Dumper.add_representer(
+        OrderedDict,
+        lambda d, v: d.represent_mapping('tag:yaml.org,2002:map', v.items()))
+    return yaml.dump(
+        data, Dumper=Dumper, sort_keys=False, width=1000,
+        allow_unicode=True)
+
+
+def generate() -> dict:
+    """{path: new text} of every generated text file."""
+    complexity = Complexity()
+    rows = classification_rows(complexity)
+    benchmarks = load_benchmarks()
+    files = {}
+
+    def section(path, name, body):
+        text = files.get(path) or open(rel(path)).read()
+        files[path] = replace_section(text, name, body)
+
+    section('README.md', 'summary', readme_zoo(rows, benchmarks))
+    section('configs/cotnet/README.md', 'results',
+            cotnet_tables(rows, benchmarks))
+    files['configs/cotnet/metafile.yml'] = dump_yaml(
+        classification_metafile(rows))
+    metafiles = ['configs/cotnet/metafile.yml']
+    for folder in DETECTION:
+        section(f'configs/{folder}/README.md', 'results',
+                detection_table(folder))
+        path = f'configs/{folder}/metafile.yml'
+        files[path] = dump_yaml(detection_metafile(folder))
+        metafiles.append(path)
+    files['model-index.yml'] = dump_yaml(OrderedDict(Import=metafiles))
+    return files, rows, benchmarks
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        '--check',
+        action='store_true',
+        help='only compare: exit 1 if a generated file is stale')
+    args = parser.parse_args()
+    files, rows, benchmarks = generate()
+    stale = [
+        path for path, text in files.items()
+        if not osp.isfile(rel(path)) or open(rel(path)).read() != text
+    ]
+    if args.check:
+        if stale:
+            print('stale (run tools/analysis/model_zoo.py): ' +
+                  ', '.join(stale))
+            sys.exit(1)
+        print(f'model zoo up to date ({len(files)} files)')
+        return
+    for path in stale:
+        os.makedirs(osp.dirname(rel(path)) or '.', exist_ok=True)
+        with open(rel(path), 'w') as f:
+            f.write(files[path])
+        print(f'wrote {path}')
+    plot(rows, benchmarks, rel('docs', 'benchmarks',
+                               'throughput_vs_top1.png'))
+    print('wrote docs/benchmarks/throughput_vs_top1.png')
+
+
+if __name__ == '__main__':
+    main()
