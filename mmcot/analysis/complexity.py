@@ -75,9 +75,10 @@ def model_complexity(cfg, shape) -> dict:
         aggregation) and ``analyzer`` (the FlopAnalyzer, for tables).
     """
     from mmengine.analysis import parameter_count
-    from mmengine.registry import MODELS, init_default_scope
-    init_default_scope(cfg.get('default_scope', 'mmpretrain'))
-    model = MODELS.build(cfg.model)
+    from mmengine.registry import MODELS, DefaultScope
+    with DefaultScope.overwrite_default_scope(
+            cfg.get('default_scope', 'mmpretrain')):
+        model = MODELS.build(cfg.model)
     model.eval()
     if cfg.get('default_scope') == 'mmdet':
         counted, what = model.backbone, 'backbone'

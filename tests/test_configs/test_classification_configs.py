@@ -7,7 +7,7 @@ import os.path as osp
 import pytest
 import torch
 from mmengine.config import Config
-from mmengine.registry import init_default_scope
+from mmengine.registry import DefaultScope
 
 import mmcot  # noqa: F401
 from mmcot.models.utils import OFFICIAL_VARIANTS, convert_official_state_dict
@@ -34,9 +34,9 @@ def load(name):
 
 
 def build_model(cfg):
-    init_default_scope(cfg.default_scope)
     from mmpretrain.registry import MODELS
-    return MODELS.build(cfg.model)
+    with DefaultScope.overwrite_default_scope(cfg.default_scope):
+        return MODELS.build(cfg.model)
 
 
 def test_every_variant_has_its_configs():

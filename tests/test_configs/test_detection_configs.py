@@ -7,7 +7,7 @@ import pytest
 import torch
 from mmengine.config import Config
 from mmengine.model import revert_sync_batchnorm
-from mmengine.registry import init_default_scope
+from mmengine.registry import DefaultScope
 
 import mmcot  # noqa: F401
 
@@ -35,9 +35,9 @@ def load(path):
 
 
 def build(cfg):
-    init_default_scope(cfg.default_scope)
     from mmdet.registry import MODELS
-    return MODELS.build(cfg.model)
+    with DefaultScope.overwrite_default_scope(cfg.default_scope):
+        return MODELS.build(cfg.model)
 
 
 def test_six_backbones_for_each_of_four_detectors():

@@ -6,7 +6,7 @@ import re
 import pytest
 import yaml
 from mmengine.config import Config
-from mmengine.registry import MODELS, init_default_scope
+from mmengine.registry import MODELS, DefaultScope
 
 import mmcot  # noqa: F401
 
@@ -27,8 +27,13 @@ def section(text, name):
 
 
 def table_rows(text):
-    """Markdown table rows as dicts (header from the first row)."""
-    lines = [l for l in text.splitlines() if l.startswith('|')]
+    """The rows of the first markdown table in ``text``, as dicts."""
+    lines = []
+    for line in text.splitlines():
+        if line.startswith('|'):
+            lines.append(line)
+        elif lines:
+            break
     header = [c.strip() for c in lines[0].strip('|').split('|')]
     return [
         dict(zip(header, (c.strip() for c in line.strip('|').split('|'))))
@@ -56,10 +61,10 @@ def test_every_classification_config_listed_with_its_params():
     built = {}
     for config, row in listed.items():
         cfg = Config.fromfile(osp.join(REPO, 'configs', 'cotnet', config))
-        init_default_scope('mmpretrain')
         key = repr(cfg.model.backbone)
         if key not in built:
-            model = MODELS.build(cfg.model)
+            with DefaultScope.overwrite_default_scope('mmpretrain'):
+                model = MODELS.build(cfg.model)
             built[key] = sum(p.numel() for p in model.parameters())
         assert float(row['Params (M)']) == pytest.approx(
             built[key] / 1e6, abs=0.005), config
