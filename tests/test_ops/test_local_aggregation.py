@@ -219,8 +219,14 @@ def test_bad_input(make, kwargs, error, match):
         local_aggregation(x, a, **args)
 
 
-@requires_cuda
 def test_device_mismatch():
+    x, a = good()
+    with pytest.raises(ValueError, match='same device'):
+        local_aggregation(x, a.to('meta'), 3, padding=1)
+
+
+@requires_cuda
+def test_device_mismatch_cuda():
     x, a = good()
     with pytest.raises(ValueError, match='same device'):
         local_aggregation(x.cuda(), a, 3, padding=1)

@@ -1,6 +1,7 @@
 """tools/model_converters/cotnet_to_mmcot.py on official-layout checkpoints
 (formula weights in the official key layout, as the official code saves
 them), and what users do with the converted file."""
+import argparse
 import json
 import os.path as osp
 
@@ -32,13 +33,15 @@ def official_weights(variant):
 @pytest.fixture(scope='module')
 def official_cotnet50(tmp_path_factory):
     """An official training checkpoint: DDP ``module.`` keys under
-    ``state_dict`` and ``state_dict_ema``, plus non-tensor entries."""
+    ``state_dict`` and ``state_dict_ema``, plus non-tensor entries (timm's
+    checkpoint saver pickles the argparse namespace)."""
     weights = official_weights('cotnet50')
     path = tmp_path_factory.mktemp('official') / 'cotnet50.pth.tar'
     torch.save(
         dict(
             epoch=349,
             arch='cotnet50',
+            args=argparse.Namespace(model='cotnet50', lr=0.25),
             state_dict={'module.' + k: v
                         for k, v in weights.items()},
             state_dict_ema={k: v * 2 if v.is_floating_point() else v
@@ -131,6 +134,16 @@ def test_wrong_variant_is_refused_with_the_differences(official_cotnet50,
     assert 'is not a cotnet101 checkpoint' in result.stderr
     assert 'missing keys: layer3.6.conv1.weight' in result.stderr
     assert not dst.exists()
+
+
+def test_untrusted_pickles_are_not_loaded(tmp_path):
+    src = tmp_path / 'odd.pth'
+    torch.save({'state_dict': {}, 'hook': print}, src)
+    result = run_tool(CONVERTER, str(src), str(tmp_path / 'out.pth'),
+                      check=False)
+    assert result.returncode != 0
+    assert 'holds objects other than tensors' in result.stderr
+    assert not (tmp_path / 'out.pth').exists()
 
 
 def test_non_cotnet_checkpoint_is_refused(tmp_path):

@@ -38,14 +38,17 @@ def main():
     args = parse_args()
     if not osp.isfile(args.src):
         raise SystemExit(f'error: no such checkpoint: {args.src}')
-    try:
-        checkpoint = torch.load(args.src, map_location='cpu', weights_only=True)
-    except pickle.UnpicklingError:
-        # official training checkpoints also pickle their argparse namespace
-        print(f'note: {args.src} holds more than tensors; loading it with '
-              'weights_only=False (only do this for files you trust)')
-        checkpoint = torch.load(
-            args.src, map_location='cpu', weights_only=False)
+    # official training checkpoints also pickle their argparse namespace
+    with torch.serialization.safe_globals([argparse.Namespace]):
+        try:
+            checkpoint = torch.load(
+                args.src, map_location='cpu', weights_only=True)
+        except pickle.UnpicklingError as error:
+            raise SystemExit(
+                f'error: {args.src} holds objects other than tensors, so it '
+                'was not unpickled (weights_only=True). If you trust it, save '
+                'its state dict alone with torch.save and convert that. '
+                f'Details: {error}')
     state_dict = unwrap_state_dict(checkpoint, use_ema=args.ema)
     variant = args.variant or detect_variant(state_dict)
     try:
