@@ -128,6 +128,7 @@ if __name__ == '__main__':
         packages=find_packages(exclude=('configs', 'tools', 'tests')),
         include_package_data=True,
         package_data={'mmcot': ['.mim/model-index.yml', '.mim/configs/*/*.py',
+                                '.mim/configs/_base_/*/*.py',
                                 '.mim/configs/*/*.yml', '.mim/tools/*.py',
                                 '.mim/tools/*/*.py', '.mim/tools/*.sh']},
         python_requires='>=3.8',

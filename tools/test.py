@@ -7,38 +7,24 @@ The checkpoint must match the config's model key by key and shape by shape
 (a checkpoint of another variant is refused with the list of differences).
 """
 import argparse
-import os
 
-from mmengine.config import Config, DictAction
+from mmengine.config import Config
 from mmengine.evaluator import DumpResults
-from mmengine.registry import RUNNERS
-from mmengine.runner import Runner
 
-from mmcot.engine import check_checkpoint_matches, prepare_config
+from mmcot.engine import (add_runner_arguments, build_runner,
+                          check_checkpoint_matches, parse_runner_args,
+                          prepare_config)
 
 
 def parse_args():
     parser = argparse.ArgumentParser(description='Test (evaluate) a model')
     parser.add_argument('config', help='test config file path')
     parser.add_argument('checkpoint', help='checkpoint file')
-    parser.add_argument('--work-dir', help='where the metrics are written')
     parser.add_argument('--out', help='dump the predictions to this pickle')
     parser.add_argument(
         '--amp', action='store_true', help='mixed-precision evaluation')
-    parser.add_argument(
-        '--cfg-options',
-        nargs='+',
-        action=DictAction,
-        help='override config settings, key=value pairs')
-    parser.add_argument(
-        '--launcher',
-        choices=['none', 'pytorch', 'slurm', 'mpi'],
-        default='none',
-        help='job launcher')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args()
-    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
-    return args
+    add_runner_arguments(parser)
+    return parse_runner_args(parser)
 
 
 def main():
@@ -49,9 +35,7 @@ def main():
         cfg.test_cfg.fp16 = True
     cfg = prepare_config(cfg, args.config, args.launcher, args.work_dir,
                          args.cfg_options, splits=('test', ))
-
-    runner = (Runner.from_cfg(cfg)
-              if 'runner_type' not in cfg else RUNNERS.build(cfg))
+    runner = build_runner(cfg)
     check_checkpoint_matches(runner.model, args.checkpoint)
     if args.out:
         runner.test_evaluator.metrics.append(

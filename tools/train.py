@@ -7,19 +7,16 @@ The config's ``default_scope`` (``mmpretrain`` or ``mmdet``) decides which
 library's registries build the model, datasets and metrics.
 """
 import argparse
-import os
 
-from mmengine.config import Config, DictAction
-from mmengine.registry import RUNNERS
-from mmengine.runner import Runner
+from mmengine.config import Config
 
-from mmcot.engine import prepare_config
+from mmcot.engine import (add_runner_arguments, build_runner,
+                          parse_runner_args, prepare_config)
 
 
 def parse_args():
     parser = argparse.ArgumentParser(description='Train a model')
     parser.add_argument('config', help='train config file path')
-    parser.add_argument('--work-dir', help='where logs and checkpoints go')
     parser.add_argument(
         '--resume',
         nargs='?',
@@ -36,20 +33,8 @@ def parse_args():
         '--auto-scale-lr',
         action='store_true',
         help='scale the learning rate by the actual total batch size')
-    parser.add_argument(
-        '--cfg-options',
-        nargs='+',
-        action=DictAction,
-        help='override config settings, key=value pairs')
-    parser.add_argument(
-        '--launcher',
-        choices=['none', 'pytorch', 'slurm', 'mpi'],
-        default='none',
-        help='job launcher')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args()
-    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
-    return args
+    add_runner_arguments(parser)
+    return parse_runner_args(parser)
 
 
 def main():
@@ -68,10 +53,7 @@ def main():
         cfg.resume, cfg.load_from = True, args.resume
     cfg = prepare_config(cfg, args.config, args.launcher, args.work_dir,
                          args.cfg_options)
-
-    runner = (Runner.from_cfg(cfg)
-              if 'runner_type' not in cfg else RUNNERS.build(cfg))
-    runner.train()
+    build_runner(cfg).train()
 
 
 if __name__ == '__main__':

@@ -1,10 +1,12 @@
 """What tools/train.py and tools/test.py do to a config before the runner."""
+import argparse
 import logging
+import os
 import os.path as osp
 from typing import Iterable, Iterator, Optional, Tuple
 
 import torch
-from mmengine.config import Config
+from mmengine.config import Config, DictAction
 
 DEMO_DATA = {
     'data/shapes_cls': 'python tools/dataset_converters/make_shapes.py cls '
@@ -138,3 +140,34 @@ def prepare_config(cfg: Config,
     if 'train' in splits and not cfg.get('resume'):
         check_pretrained_checkpoints(cfg)
     return cfg
+
+
+def add_runner_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options tools/train.py and tools/test.py share."""
+    parser.add_argument('--work-dir', help='where logs and results go')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override config settings, key=value pairs')
+    parser.add_argument(
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none',
+        help='job launcher')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+
+
+def parse_runner_args(parser: argparse.ArgumentParser) -> argparse.Namespace:
+    args = parser.parse_args()
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    return args
+
+
+def build_runner(cfg: Config):
+    """MMEngine's Runner, or the config's ``runner_type``."""
+    from mmengine.registry import RUNNERS
+    from mmengine.runner import Runner
+    if 'runner_type' in cfg:
+        return RUNNERS.build(cfg)
+    return Runner.from_cfg(cfg)

@@ -97,13 +97,15 @@ class WindowPlan {
   std::vector<uint8_t> masks_;
 };
 
-// acc[k] += a[k] * b[k * stride] over a segment (acc, a at its output
-// positions, b at its input positions).
-template <typename T>
-inline void gather_multiply_add(T* __restrict__ acc, const T* __restrict__ a,
-                                const T* __restrict__ b, const Segment& seg) {
+// Over a segment: acc[k] += a[k] * b[k * stride] (gather, the forward
+// and the weight gradient: acc and a at the segment's output positions, b
+// at its input positions), or acc[k * stride] += a[k] * b[k] (scatter, the
+// input gradient: acc at its input positions).
+template <bool kScatter, typename T>
+inline void multiply_add(T* __restrict__ acc, const T* __restrict__ a,
+                         const T* __restrict__ b, const Segment& seg) {
   const int64_t n = seg.length;
-  if (seg.valid != nullptr) {
+  if (seg.valid != nullptr) {  // stride 1, masked
     const uint8_t* __restrict__ valid = seg.valid;
     for (int64_t k = 0; k < n; ++k) {
       const T product = a[k] * b[k];  // computed always: a vectorisable select
@@ -111,29 +113,10 @@ inline void gather_multiply_add(T* __restrict__ acc, const T* __restrict__ a,
     }
   } else if (seg.in_stride == 1) {
     for (int64_t k = 0; k < n; ++k) acc[k] += a[k] * b[k];
+  } else if (kScatter) {
+    for (int64_t k = 0; k < n; ++k) acc[k * seg.in_stride] += a[k] * b[k];
   } else {
-    const int64_t stride = seg.in_stride;
-    for (int64_t k = 0; k < n; ++k) acc[k] += a[k] * b[k * stride];
-  }
-}
-
-// acc[k * stride] += a[k] * b[k] over a segment (acc at its input
-// positions, a and b at its output positions).
-template <typename T>
-inline void scatter_multiply_add(T* __restrict__ acc, const T* __restrict__ a,
-                                 const T* __restrict__ b, const Segment& seg) {
-  const int64_t n = seg.length;
-  if (seg.valid != nullptr) {
-    const uint8_t* __restrict__ valid = seg.valid;
-    for (int64_t k = 0; k < n; ++k) {
-      const T product = a[k] * b[k];  // computed always: a vectorisable select
-      acc[k] += valid[k] ? product : T(0);
-    }
-  } else if (seg.in_stride == 1) {
-    for (int64_t k = 0; k < n; ++k) acc[k] += a[k] * b[k];
-  } else {
-    const int64_t stride = seg.in_stride;
-    for (int64_t k = 0; k < n; ++k) acc[k * stride] += a[k] * b[k];
+    for (int64_t k = 0; k < n; ++k) acc[k] += a[k] * b[k * seg.in_stride];
   }
 }
 
@@ -149,7 +132,7 @@ void forward_task(const LocalAggregationShape& s, const WindowPlan& plan,
       const T* v = input + s.input_offset(n, c);
       std::fill(out, out + s.out_plane(), T(0));
       for (const Segment& seg : plan.segments()) {
-        gather_multiply_add(out + seg.out_begin,
+        multiply_add<false>(out + seg.out_begin,
                             w + seg.tap * s.out_plane() + seg.out_begin,
                             v + seg.in_begin, seg);
       }
@@ -170,7 +153,7 @@ void weight_backward_task(const LocalAggregationShape& s,
     for (const Segment& seg : plan.segments()) {
       T* gw_seg = gw + seg.tap * s.out_plane() + seg.out_begin;
       for (int64_t c = g; c < s.channels; c += s.groups) {
-        gather_multiply_add(
+        multiply_add<false>(
             gw_seg, grad_output + s.output_offset(n, head, c) + seg.out_begin,
             input + s.input_offset(n, c) + seg.in_begin, seg);
       }
@@ -192,7 +175,7 @@ void input_backward_task(const LocalAggregationShape& s,
       const T* w = weight + s.weight_offset(n, head, g, 0);
       const T* gout = grad_output + s.output_offset(n, head, c);
       for (const Segment& seg : plan.segments()) {
-        scatter_multiply_add(gv + seg.in_begin,
+        multiply_add<true>(gv + seg.in_begin,
                              w + seg.tap * s.out_plane() + seg.out_begin,
                              gout + seg.out_begin, seg);
       }

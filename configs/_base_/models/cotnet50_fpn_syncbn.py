@@ -1,0 +1,21 @@
+# The CoT part of the detection configs: a CoTNet-50 backbone with SyncBN,
+# initialised from converted official ImageNet weights, the official RGB
+# normalisation, and SyncBN in the FPN. The configs of configs/*rcnn*/
+# take these into their mmdet base with `{{_base_.cot_*}}`.
+custom_imports = dict(imports=['mmcot'], allow_failed_imports=False)
+
+cot_norm_cfg = dict(type='SyncBN', requires_grad=True)
+cot_data_preprocessor = dict(
+    mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375])
+cot_backbone = dict(
+    _delete_=True,
+    type='CoTNet',
+    depth=50,
+    out_indices=(0, 1, 2, 3),
+    frozen_stages=1,
+    norm_cfg=cot_norm_cfg,
+    norm_eval=False,
+    init_cfg=dict(
+        type='Pretrained',
+        checkpoint='checkpoints/cotnet50_mmcot.pth',
+        prefix='backbone.'))
