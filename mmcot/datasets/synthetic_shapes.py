@@ -77,7 +77,7 @@ def make_classification_split(root: str, split: str, per_class: int,
                               size: int = 64, seed: int = 0) -> int:
     """Write ``per_class`` images of each shape; return the image count."""
     rng = np.random.default_rng([seed, 0, zlib.crc32(split.encode())])
-    for label, kind in enumerate(SHAPES):
+    for kind in SHAPES:
         folder = osp.join(root, split, kind)
         os.makedirs(folder, exist_ok=True)
         for index in range(per_class):

@@ -88,16 +88,9 @@ def check_checkpoint_matches(model: torch.nn.Module, filename: str) -> None:
     """Raise ValueError unless the checkpoint's state dict has exactly the
     keys and shapes of ``model`` (a ``module.`` wrapper is ignored)."""
     from mmengine.model import is_model_wrapper
-    from mmengine.runner.checkpoint import _load_checkpoint
 
-    from mmcot.models.utils import check_state_dict
+    from mmcot.models.utils import check_state_dict, load_state_dict_from
     if is_model_wrapper(model):
         model = model.module
-    checkpoint = _load_checkpoint(filename, map_location='cpu')
-    state_dict = checkpoint.get('state_dict', checkpoint)
-    state_dict = {
-        k[len('module.'):] if k.startswith('module.') else k: v
-        for k, v in state_dict.items()
-    }
-    check_state_dict(model.state_dict(), state_dict,
+    check_state_dict(model.state_dict(), load_state_dict_from(filename),
                      f'checkpoint {filename} and the config\'s model')

@@ -46,22 +46,24 @@ def check_data_roots(cfg: Config, splits: Iterable[str]) -> None:
                 f'({osp.abspath(root)}): {hint}')
 
 
-def _pretrained_checkpoints(node, path: str) -> Iterator[Tuple[str, str]]:
-    """(config key, file) of every ``init_cfg`` of type Pretrained."""
+def _dicts(node, path: str) -> Iterator[Tuple[str, dict]]:
+    """(config key, dict) of every dict nested in ``node``, itself included."""
     if isinstance(node, dict):
-        if node.get('type') == 'Pretrained' and node.get('checkpoint'):
-            yield f'{path}.checkpoint', node['checkpoint']
+        yield path, node
         for key, value in node.items():
-            yield from _pretrained_checkpoints(value, f'{path}.{key}')
+            yield from _dicts(value, f'{path}.{key}')
     elif isinstance(node, (list, tuple)):
         for i, value in enumerate(node):
-            yield from _pretrained_checkpoints(value, f'{path}.{i}')
+            yield from _dicts(value, f'{path}.{i}')
 
 
 def check_pretrained_checkpoints(cfg: Config) -> None:
     """Fail at once if a local Pretrained checkpoint is missing (rather than
     after the datasets are loaded), saying how to make it."""
-    for key, checkpoint in _pretrained_checkpoints(cfg.model, 'model'):
+    for key, node in _dicts(cfg.model, 'model'):
+        if node.get('type') != 'Pretrained' or not node.get('checkpoint'):
+            continue
+        key, checkpoint = f'{key}.checkpoint', node['checkpoint']
         if '://' in checkpoint or osp.isfile(checkpoint):
             continue
         raise FileNotFoundError(
@@ -72,28 +74,17 @@ def check_pretrained_checkpoints(cfg: Config) -> None:
             f'--cfg-options {key.rsplit(".", 1)[0]}=None')
 
 
-def _sync_bn_to_bn(node) -> int:
-    """Turn every ``type='SyncBN'`` under ``node`` into BN; return how many."""
-    count = 0
-    if isinstance(node, dict):
-        if node.get('type') == 'SyncBN':
-            node['type'] = 'BN'
-            count += 1
-        for value in node.values():
-            count += _sync_bn_to_bn(value)
-    elif isinstance(node, (list, tuple)):
-        for value in node:
-            count += _sync_bn_to_bn(value)
-    return count
-
-
 def _init_cpu_process_group(cfg: Config) -> None:
     """gloo instead of nccl, DDP without a GPU index (``device_ids``), and
     BN instead of SyncBN, which synchronises CUDA tensors only (MMEngine
     itself reverts SyncBN in single-process runs)."""
     import torch.distributed as dist
     from mmengine.logging import print_log
-    if _sync_bn_to_bn(cfg.model):
+    sync_bns = [n for _, n in _dicts(cfg.model, 'model')
+                if n.get('type') == 'SyncBN']
+    for norm in sync_bns:
+        norm['type'] = 'BN'
+    if sync_bns:
         print_log(
             'SyncBN layers replaced by BN: SyncBN needs GPUs and this '
             'distributed run is on CPUs; batch statistics are per process.',

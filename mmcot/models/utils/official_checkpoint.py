@@ -11,7 +11,7 @@ from typing import Dict, Optional, Tuple
 
 import torch
 
-from .state_dict_check import check_state_dict
+from .state_dict_check import check_state_dict, strip_module_prefix
 
 # Official model name -> mmcot backbone config.
 OFFICIAL_VARIANTS = {
@@ -42,15 +42,12 @@ def unwrap_state_dict(checkpoint: dict,
         if isinstance(checkpoint.get(key), dict):
             checkpoint = checkpoint[key]
             break
-    state_dict = OrderedDict()
     for key, value in checkpoint.items():
         if not isinstance(value, torch.Tensor):
             raise ValueError(
                 f'checkpoint entry {key!r} is not a tensor; expected a state '
                 f'dict, optionally under one of {_WRAPPERS}')
-        state_dict[key[len('module.'):] if key.startswith('module.') else
-                   key] = value
-    return state_dict
+    return OrderedDict(strip_module_prefix(checkpoint))
 
 
 def stage_blocks_of(state_dict: Dict[str, torch.Tensor]) -> Tuple[int, ...]:

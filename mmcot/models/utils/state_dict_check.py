@@ -1,6 +1,6 @@
 """Key-by-key, shape-by-shape comparison of state dicts, with a readable
 report: a checkpoint of the wrong variant must fail loudly, not load half."""
-from typing import Dict, Iterable, List
+from typing import Dict, Iterable, List, Optional
 
 import torch
 
@@ -47,23 +47,37 @@ def check_state_dict(expected: Dict[str, torch.Tensor],
                          f'{_listing(mismatched)}')
 
 
-def load_pretrained_strictly(module: torch.nn.Module, init_cfg: dict) -> None:
-    """Load ``init_cfg=dict(type='Pretrained', checkpoint, prefix=None)``
-    into ``module``, refusing a checkpoint that does not match it exactly
-    (MMEngine's ``PretrainedInit`` only logs the mismatch and goes on)."""
+def strip_module_prefix(state_dict: Dict[str, torch.Tensor]) -> dict:
+    """The state dict with the ``module.`` of a DDP wrapper removed."""
+    return {
+        k[len('module.'):] if k.startswith('module.') else k: v
+        for k, v in state_dict.items()
+    }
+
+
+def load_state_dict_from(path: str,
+                         prefix: Optional[str] = None,
+                         map_location: str = 'cpu') -> dict:
+    """The state dict of a checkpoint file (under ``state_dict`` or bare),
+    ``module.`` removed; with ``prefix``, only its keys under that prefix,
+    the prefix removed."""
     from mmengine.runner.checkpoint import (_load_checkpoint,
                                             _load_checkpoint_with_prefix)
-    path, prefix = init_cfg['checkpoint'], init_cfg.get('prefix')
-    map_location = init_cfg.get('map_location', 'cpu')
     if prefix is None:
         checkpoint = _load_checkpoint(path, map_location)
         state_dict = checkpoint.get('state_dict', checkpoint)
     else:
         state_dict = _load_checkpoint_with_prefix(prefix, path, map_location)
-    state_dict = {
-        k[len('module.'):] if k.startswith('module.') else k: v
-        for k, v in state_dict.items()
-    }
+    return strip_module_prefix(state_dict)
+
+
+def load_pretrained_strictly(module: torch.nn.Module, init_cfg: dict) -> None:
+    """Load ``init_cfg=dict(type='Pretrained', checkpoint, prefix=None)``
+    into ``module``, refusing a checkpoint that does not match it exactly
+    (MMEngine's ``PretrainedInit`` only logs the mismatch and goes on)."""
+    path, prefix = init_cfg['checkpoint'], init_cfg.get('prefix')
+    state_dict = load_state_dict_from(path, prefix,
+                                      init_cfg.get('map_location', 'cpu'))
     check_state_dict(
         module.state_dict(), state_dict,
         f'checkpoint {path} (prefix {prefix!r}) and {type(module).__name__}')
