@@ -1,11 +1,19 @@
 import os
 import os.path as osp
+import socket
 import subprocess
 import sys
 
 import pytest
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+
+
+def free_port() -> str:
+    """A TCP port nobody listens on now, for a distributed run's master."""
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        return str(sock.getsockname()[1])
 
 
 def run_tool(*args, timeout=900, check=True, env=None):

@@ -4,7 +4,7 @@ import os.path as osp
 import sys
 
 import pytest
-from ..conftest import run_tool
+from ..conftest import free_port, run_tool
 
 MASK_DEMO = 'configs/mask_rcnn/mask-rcnn_cotnet-tiny_fpn_syncbn_1xb4-12e_shapes.py'
 FASTER_DEMO = ('configs/faster_rcnn/'
@@ -91,7 +91,7 @@ def test_syncbn_config_in_a_two_process_cpu_run(shapes_coco, tmp_path):
     result = run_tool(
         'tools/dist_train.sh', FASTER_DEMO, '2', '--work-dir', str(tmp_path),
         *det_options(shapes_coco, **{'train_cfg.val_interval': 2}),
-        env={'PORT': '29541', 'OMP_NUM_THREADS': '1'})
+        env={'PORT': free_port(), 'OMP_NUM_THREADS': '1'})
     log = result.stdout + result.stderr
     assert 'SyncBN layers replaced by BN' in log
     assert osp.isfile(tmp_path / 'epoch_1.pth')

@@ -11,7 +11,7 @@ import torch
 
 from mmcot.engine import load_local_checkpoint
 
-from ..conftest import REPO, run_tool
+from ..conftest import REPO, free_port, run_tool
 
 DEMO = 'configs/cotnet/cotnet-tiny_1xb32-15e_shapes.py'
 
@@ -169,7 +169,7 @@ def test_two_process_distributed_run(shapes_cls, tmp_path):
     result = run_tool(
         'tools/dist_train.sh', DEMO, '2', '--work-dir', str(tmp_path),
         *demo_options(shapes_cls, epochs=1),
-        env={'PORT': '29531', 'OMP_NUM_THREADS': '1'})
+        env={'PORT': free_port(), 'OMP_NUM_THREADS': '1'})
     log = result.stdout + result.stderr
     assert 'Distributed launcher: pytorch' in log
     assert 'Distributed training: True' in log
