@@ -12,8 +12,8 @@ from mmengine.config import Config
 from mmengine.evaluator import DumpResults
 
 from mmcot.engine import (add_runner_arguments, build_runner,
-                          check_checkpoint_matches, parse_runner_args,
-                          prepare_config)
+                          check_checkpoint_matches, exit_on_file_errors,
+                          parse_runner_args, prepare_config)
 
 
 def parse_args():
@@ -44,4 +44,4 @@ def main():
 
 
 if __name__ == '__main__':
-    main()
+    exit_on_file_errors(main)

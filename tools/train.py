@@ -11,7 +11,8 @@ import argparse
 from mmengine.config import Config
 
 from mmcot.engine import (add_runner_arguments, build_runner,
-                          parse_runner_args, prepare_config)
+                          exit_on_file_errors, parse_runner_args,
+                          prepare_config)
 
 
 def parse_args():
@@ -57,4 +58,4 @@ def main():
 
 
 if __name__ == '__main__':
-    main()
+    exit_on_file_errors(main)

@@ -20,6 +20,8 @@ from typing import Dict, List, Sequence, Tuple
 import cv2
 import numpy as np
 
+from mmcot.fileio import atomic_write
+
 SHAPES = ('circle', 'triangle', 'square', 'pentagon', 'star', 'cross')
 
 
@@ -87,8 +89,16 @@ def make_classification_split(root: str, split: str, per_class: int,
             polygon = shape_polygon(kind, center, radius,
                                     rng.uniform(0, 2 * math.pi))
             _draw(image, polygon, _contrasting_colour(rng, image))
-            cv2.imwrite(osp.join(folder, f'{index:05d}.png'), image)
+            _write_png(osp.join(folder, f'{index:05d}.png'), image)
     return per_class * len(SHAPES)
+
+
+def _write_png(path: str, image: np.ndarray) -> None:
+    ok, png = cv2.imencode('.png', image)
+    if not ok:
+        raise ValueError(f'could not encode {path} as PNG')
+    with atomic_write(path) as f:
+        f.write(png.tobytes())
 
 
 def _overlaps(box: Sequence[float], boxes: List[Sequence[float]]) -> bool:
@@ -134,7 +144,7 @@ def make_detection_split(root: str, split: str, num_images: int,
                     segmentation=[polygon.round(2).flatten().tolist()],
                     iscrowd=0))
         file_name = f'{image_id:05d}.png'
-        cv2.imwrite(osp.join(root, split, file_name), image)
+        _write_png(osp.join(root, split, file_name), image)
         images.append(
             dict(id=image_id, file_name=file_name, width=size, height=size))
     coco = dict(
@@ -144,8 +154,9 @@ def make_detection_split(root: str, split: str, num_images: int,
             dict(id=i + 1, name=name) for i, name in enumerate(SHAPES)
         ])
     os.makedirs(osp.join(root, 'annotations'), exist_ok=True)
-    with open(osp.join(root, 'annotations', f'instances_{split}.json'),
-              'w') as f:
+    with atomic_write(
+            osp.join(root, 'annotations', f'instances_{split}.json'),
+            'w') as f:
         json.dump(coco, f)
     return coco
 

@@ -3,7 +3,7 @@ import argparse
 import logging
 import os
 import os.path as osp
-from typing import Iterable, Iterator, Optional, Tuple
+from typing import Callable, Iterable, Iterator, Optional, Tuple
 
 import torch
 from mmengine.config import Config, DictAction
@@ -153,6 +153,17 @@ def parse_runner_args(parser: argparse.ArgumentParser) -> argparse.Namespace:
     args = parser.parse_args()
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
     return args
+
+
+def exit_on_file_errors(main: Callable[[], None]) -> None:
+    """Run a tool's ``main``; a file the user named that is missing or
+    cannot be loaded (a checkpoint, a data folder) ends it with one
+    ``error: ...`` line and exit status 1 instead of a traceback."""
+    from .checkpoint import CheckpointError
+    try:
+        main()
+    except (CheckpointError, FileNotFoundError, IsADirectoryError) as error:
+        raise SystemExit(f'error: {error}')
 
 
 def build_runner(cfg: Config):

@@ -2,8 +2,12 @@
 (formula weights in the official key layout, as the official code saves
 them), and what users do with the converted file."""
 import argparse
+import errno
 import json
+import os
 import os.path as osp
+import runpy
+import sys
 
 import cv2
 import numpy as np
@@ -11,6 +15,7 @@ import pytest
 import torch
 from mmengine.registry import MODELS
 
+from mmcot.engine import load_local_checkpoint
 from mmcot.models.utils import unwrap_state_dict
 
 from ..conftest import REPO, run_tool
@@ -168,3 +173,56 @@ def test_inferencer_classifies_an_image(converted_cotnet50, tmp_path):
     assert scores.shape == (1000, )
     assert result['pred_label'] == int(scores.argmax())
     assert scores.sum().item() == pytest.approx(1, abs=1e-4)
+
+
+def test_a_link_at_the_old_temporary_name_is_not_followed(
+        official_cotnet50, tmp_path):
+    """The output goes through a fresh, randomly named temporary file: a
+    link planted at a predictable name (``DST.tmp``) is not written
+    through."""
+    src, _ = official_cotnet50
+    victim = tmp_path / 'victim.txt'
+    victim.write_text('keep me')
+    dst = tmp_path / 'out.pth'
+    os.symlink(victim, str(dst) + '.tmp')
+    run_tool(CONVERTER, src, str(dst))
+    assert victim.read_text() == 'keep me'
+    assert load_local_checkpoint(str(dst))['meta']['variant'] == 'cotnet50'
+    assert sorted(os.listdir(tmp_path)) == [
+        'out.pth', 'out.pth.tmp', 'victim.txt'
+    ]
+
+
+def test_a_failed_write_leaves_the_old_output_and_no_temporary_file(
+        official_cotnet50, tmp_path, monkeypatch):
+    src, _ = official_cotnet50
+    dst = tmp_path / 'out.pth'
+    dst.write_bytes(b'an earlier conversion')
+
+    def disk_full(obj, f):
+        f.write(b'half a checkpoint')
+        raise OSError(errno.ENOSPC, 'No space left on device')
+
+    monkeypatch.setattr(torch, 'save', disk_full)
+    monkeypatch.setattr(sys, 'argv', [CONVERTER, src, str(dst)])
+    with pytest.raises(SystemExit, match=f'error: cannot write {dst}: '):
+        runpy.run_path(osp.join(REPO, CONVERTER), run_name='__main__')
+    assert dst.read_bytes() == b'an earlier conversion'
+    assert os.listdir(tmp_path) == ['out.pth']
+
+
+def test_truncated_official_checkpoint_is_one_error_line(
+        official_cotnet50, tmp_path):
+    src, _ = official_cotnet50
+    cut = tmp_path / 'cut.pth.tar'
+    with open(src, 'rb') as f:
+        cut.write_bytes(f.read()[:100_000])
+    result = run_tool(CONVERTER, str(cut), str(tmp_path / 'out.pth'),
+                      check=False)
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines() == [
+        result.stderr.strip().splitlines()[-1]
+    ]
+    assert result.stderr.startswith(f'error: checkpoint {cut} is not a '
+                                    'readable torch.save checkpoint')
+    assert not (tmp_path / 'out.pth').exists()

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 import mmcot  # noqa: F401  (registers the CoT backbones)
 from mmcot.analysis import (device_name, markdown_table, median_ms,
                             peak_memory_mib, run_isolated)
+from mmcot.fileio import atomic_write
 from mmcot.models.utils import OFFICIAL_VARIANTS
 
 BASELINES = {
@@ -173,10 +174,10 @@ def main():
     print(title)
     print(table)
     if args.json:
-        with open(args.json, 'w') as f:
+        with atomic_write(args.json, 'w') as f:
             json.dump(dict(setup=setup, rows=rows), f, indent=1)
     if args.markdown:
-        with open(args.markdown, 'w') as f:
+        with atomic_write(args.markdown, 'w') as f:
             f.write(f'{title}\n\n{table}\n')
         print(f'written to {osp.abspath(args.markdown)}')
 

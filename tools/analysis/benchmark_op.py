@@ -16,6 +16,7 @@ import torch
 
 from mmcot.analysis import (device_name, markdown_table, median_ms,
                             peak_memory_mib, run_isolated)
+from mmcot.fileio import atomic_write
 from mmcot.ops import ext_available, local_aggregation_reference
 from mmcot.ops.local_aggregation import LocalAggregationFunction
 
@@ -117,7 +118,7 @@ def main():
         print(f'device copy bandwidth: {peak_bw:.0f} GB/s')
     print(markdown_table(rows))
     if args.json:
-        with open(args.json, 'w') as f:
+        with atomic_write(args.json, 'w') as f:
             json.dump(
                 dict(
                     device=device_name(args.device),

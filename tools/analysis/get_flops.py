@@ -15,6 +15,7 @@ from mmengine.analysis.print_helper import complexity_stats_table
 from mmengine.config import Config
 
 from mmcot.analysis import model_complexity
+from mmcot.fileio import atomic_write
 
 
 def parse_args():
@@ -47,7 +48,7 @@ def main():
           f'  FLOPs (multiply-adds): {result["flops"] / 1e9:.3f} G, of which '
           f'local aggregation {result["aggregation_flops"] / 1e9:.4f} G')
     if args.json:
-        with open(args.json, 'w') as f:
+        with atomic_write(args.json, 'w') as f:
             json.dump({k: v
                        for k, v in result.items() if k != 'analyzer'}, f)
 

@@ -26,6 +26,7 @@ import yaml
 from mmengine.config import Config
 
 from mmcot.analysis import markdown_table, model_complexity
+from mmcot.fileio import atomic_write
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 PAPER = 'https://arxiv.org/abs/2107.12292'
@@ -399,7 +400,8 @@ def plot(rows: list, benchmarks: list, path: str) -> None:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc='upper right')
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    with atomic_write(path) as f:
+        fig.savefig(f, format='png', dpi=110)
     plt.close(fig)
 
 
@@ -473,7 +475,7 @@ def main():
         return
     for path in stale:
         os.makedirs(osp.dirname(rel(path)) or '.', exist_ok=True)
-        with open(rel(path), 'w') as f:
+        with atomic_write(rel(path), 'w') as f:
             f.write(files[path])
         print(f'wrote {path}')
     plot(rows, benchmarks, rel('docs', 'benchmarks',

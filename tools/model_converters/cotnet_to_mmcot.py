@@ -11,10 +11,11 @@ removed). DST: a checkpoint with ``backbone.`` and ``head.fc.`` keys that
 import argparse
 import os
 import os.path as osp
-import pickle
 
 import torch
 
+from mmcot.engine import CheckpointError, load_local_checkpoint
+from mmcot.fileio import atomic_write
 from mmcot.models.utils import (OFFICIAL_VARIANTS, convert_official_state_dict,
                                 detect_variant, unwrap_state_dict)
 
@@ -36,19 +37,12 @@ def parse_args():
 
 def main():
     args = parse_args()
-    if not osp.isfile(args.src):
-        raise SystemExit(f'error: no such checkpoint: {args.src}')
-    # official training checkpoints also pickle their argparse namespace
-    with torch.serialization.safe_globals([argparse.Namespace]):
-        try:
-            checkpoint = torch.load(
-                args.src, map_location='cpu', weights_only=True)
-        except pickle.UnpicklingError as error:
-            raise SystemExit(
-                f'error: {args.src} holds objects other than tensors, so it '
-                'was not unpickled (weights_only=True). If you trust it, save '
-                'its state dict alone with torch.save and convert that. '
-                f'Details: {error}')
+    # official training checkpoints also pickle their argparse namespace:
+    # mmcot's loader builds it without running code from the file
+    try:
+        checkpoint = load_local_checkpoint(args.src, map_location='cpu')
+    except (CheckpointError, OSError) as error:
+        raise SystemExit(f'error: {error}')
     state_dict = unwrap_state_dict(checkpoint, use_ema=args.ema)
     variant = args.variant or detect_variant(state_dict)
     try:
@@ -57,12 +51,16 @@ def main():
     except ValueError as error:
         raise SystemExit(f'error: {args.src} is not a {variant} checkpoint: '
                          f'{error}')
-    os.makedirs(osp.dirname(osp.abspath(args.dst)), exist_ok=True)
-    tmp = args.dst + '.tmp'
-    torch.save(
-        dict(state_dict=converted, meta=dict(source=osp.basename(args.src),
-                                             variant=variant)), tmp)
-    os.replace(tmp, args.dst)  # never leave a half-written DST
+    try:
+        os.makedirs(osp.dirname(osp.abspath(args.dst)), exist_ok=True)
+        with atomic_write(args.dst) as f:
+            torch.save(
+                dict(
+                    state_dict=converted,
+                    meta=dict(source=osp.basename(args.src),
+                              variant=variant)), f)
+    except OSError as error:
+        raise SystemExit(f'error: cannot write {args.dst}: {error}')
     print(f'{variant}: {len(converted)} tensors -> {args.dst}')
 
 

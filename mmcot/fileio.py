@@ -1,0 +1,75 @@
+"""Writing files whole or not at all."""
+import contextlib
+import os
+import os.path as osp
+import stat
+import tempfile
+from typing import IO, Iterator, Optional, Union
+
+
+def _umask() -> int:
+    """The process umask, read without changing it (Linux), else 0o022."""
+    try:
+        with open('/proc/self/status') as f:
+            for line in f:
+                if line.startswith('Umask:'):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    return 0o022
+
+
+@contextlib.contextmanager
+def atomic_write(path: Union[str, os.PathLike],
+                 mode: str = 'wb',
+                 encoding: Optional[str] = None) -> Iterator[IO]:
+    """Write ``path`` through a temporary file beside it.
+
+    The temporary file is created exclusively under a random name in the
+    destination folder (``tempfile.mkstemp``: no link is followed); when the
+    ``with`` block ends without an error it is flushed, synced and renamed
+    over ``path`` (``os.replace``), so readers see the old file or the whole
+    new one. On any error, KeyboardInterrupt included, it is removed and
+    ``path`` is left as it was. A new file gets the permissions the umask
+    allows, a replaced one keeps its own.
+
+    Args:
+        path (str | PathLike): The file to write.
+        mode (str): ``'wb'`` (default) or ``'w'``.
+        encoding (str, optional): Text encoding for ``mode='w'``
+            (default UTF-8).
+
+    Example:
+        >>> with atomic_write('result.json', 'w') as f:
+        ...     json.dump(result, f)
+    """
+    if mode not in ('w', 'wb'):
+        raise ValueError(f"mode must be 'w' or 'wb', got {mode!r}")
+    path = os.fspath(path)
+    folder = osp.dirname(osp.abspath(path))
+    try:
+        permissions = stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        permissions = 0o666 & ~_umask()
+    fd, tmp = tempfile.mkstemp(dir=folder,
+                               prefix=f'.{osp.basename(path)}.',
+                               suffix='.tmp')
+    try:
+        os.fchmod(fd, permissions)
+        with os.fdopen(
+                fd, mode,
+                encoding=(encoding or 'utf-8') if mode == 'w' else None) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    with contextlib.suppress(OSError):
+        directory = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)

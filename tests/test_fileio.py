@@ -1,0 +1,71 @@
+"""mmcot.fileio.atomic_write: a file appears whole or not at all."""
+import os
+import stat
+
+import pytest
+
+from mmcot.fileio import atomic_write
+
+
+def test_writes_and_replaces(tmp_path):
+    path = tmp_path / 'result.json'
+    with atomic_write(path, 'w') as f:
+        f.write('{"a": 1}')
+    assert path.read_text() == '{"a": 1}'
+    with atomic_write(str(path)) as f:
+        f.write(b'\x00\x01')
+    assert path.read_bytes() == b'\x00\x01'
+    assert os.listdir(tmp_path) == ['result.json']
+
+
+@pytest.mark.parametrize('error', [RuntimeError, KeyboardInterrupt])
+def test_an_error_leaves_the_old_file_and_no_temporary_file(tmp_path, error):
+    path = tmp_path / 'table.md'
+    path.write_text('old')
+    with pytest.raises(error):
+        with atomic_write(path, 'w') as f:
+            f.write('half of the new')
+            raise error('stopped')
+    assert path.read_text() == 'old'
+    assert os.listdir(tmp_path) == ['table.md']
+
+
+def test_a_link_at_the_destination_is_replaced_not_followed(tmp_path):
+    target = tmp_path / 'target.txt'
+    target.write_text('keep me')
+    link = tmp_path / 'out.txt'
+    os.symlink(target, link)
+    with atomic_write(link, 'w') as f:
+        f.write('new')
+    assert target.read_text() == 'keep me'
+    assert not link.is_symlink() and link.read_text() == 'new'
+
+
+def test_permissions(tmp_path):
+    old_umask = os.umask(0o077)
+    try:
+        with atomic_write(tmp_path / 'new.bin') as f:
+            f.write(b'x')
+    finally:
+        os.umask(old_umask)
+    assert stat.S_IMODE(os.stat(tmp_path / 'new.bin').st_mode) == 0o600
+    existing = tmp_path / 'shared.bin'
+    existing.write_bytes(b'old')
+    os.chmod(existing, 0o644)
+    with atomic_write(existing) as f:
+        f.write(b'new')
+    assert stat.S_IMODE(os.stat(existing).st_mode) == 0o644
+
+
+def test_a_directory_at_the_destination_is_an_error(tmp_path):
+    (tmp_path / 'out').mkdir()
+    with pytest.raises(IsADirectoryError):
+        with atomic_write(tmp_path / 'out') as f:
+            f.write(b'x')
+    assert os.listdir(tmp_path) == ['out']
+
+
+def test_bad_mode():
+    with pytest.raises(ValueError, match="mode must be 'w' or 'wb'"):
+        with atomic_write('x', 'a'):
+            pass
