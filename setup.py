@@ -1,8 +1,9 @@
 """Build and install mmcot with its compiled op extension ``mmcot._ext``.
 
-The C++ CPU kernels are always built. The CUDA kernels are added when a GPU
-is visible or ``FORCE_CUDA=1`` is set (as mmcv does); ``MMCOT_WITH_OPS=0``
-skips the extension, and the op then runs its pure-PyTorch reference.
+The C++ CPU kernels are always built. The CUDA kernels are added with
+``FORCE_CUDA=1``, left out with ``FORCE_CUDA=0``, and otherwise added when a
+GPU is visible and the CUDA toolkit is found; ``MMCOT_WITH_OPS=0`` skips the
+extension, and the op then runs its pure-PyTorch reference.
 """
 import glob
 import os
@@ -62,7 +63,12 @@ def get_extensions():
     # no trapping math (as torch): lets GCC vectorise the masked loops
     cxx_flags = ['-O3', '-fno-trapping-math']
     define_macros = []
-    with_cuda = torch.cuda.is_available() or os.getenv('FORCE_CUDA', '0') == '1'
+    force_cuda = os.getenv('FORCE_CUDA')
+    if force_cuda is not None:
+        with_cuda = force_cuda == '1'
+    else:
+        from torch.utils.cpp_extension import CUDA_HOME
+        with_cuda = torch.cuda.is_available() and CUDA_HOME is not None
     if with_cuda:
         sources += sorted(glob.glob(osp.join(CSRC, 'pytorch', 'cuda', '*.cu')))
         define_macros.append(('WITH_CUDA', None))

@@ -9,6 +9,13 @@ import pytest
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
 
+#: ``mim`` beside this Python (openmim: the verified stack has it; an
+#: offline GPU node installed from a wheelhouse does not)
+MIM = osp.join(osp.dirname(sys.executable), 'mim')
+needs_mim = pytest.mark.skipif(
+    not osp.isfile(MIM), reason='openmim is not installed beside this Python')
+
+
 def free_port() -> str:
     """A TCP port nobody listens on now, for a distributed run's master."""
     with socket.socket() as sock:

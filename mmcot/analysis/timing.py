@@ -3,7 +3,7 @@ import multiprocessing as mp
 import resource
 import statistics
 import time
-from typing import Any, Callable, Dict, List, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import torch
 
@@ -13,19 +13,41 @@ def synchronize(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def median_ms(fn: Callable[[], Any], device: str, warmup: int,
-              repeats: int) -> float:
-    """Median wall time of ``fn()`` in milliseconds, after ``warmup`` calls."""
+def median_ms(fn: Callable[[], Any],
+              device: str,
+              warmup: int,
+              repeats: int,
+              before: Optional[Callable[[], Any]] = None) -> float:
+    """Median wall time of ``fn()`` in milliseconds, after ``warmup`` calls;
+    ``before()`` runs untimed before every timed call (e.g. a cache
+    flush)."""
     for _ in range(warmup):
         fn()
     times = []
     for _ in range(repeats):
+        if before is not None:
+            before()
         synchronize(device)
         start = time.perf_counter()
         fn()
         synchronize(device)
         times.append((time.perf_counter() - start) * 1e3)
     return statistics.median(times)
+
+
+def cache_flusher(device: str, mib: int = 256) -> Callable[[], None]:
+    """A function that evicts the device's caches by writing ``mib`` MiB
+    (8x an H100's 50 MB L2; 256 MiB also exceeds CPU last-level caches)."""
+    buffer = torch.empty(mib * 2**20 // 4, device=device)
+    return lambda: buffer.zero_()
+
+
+def copy_bandwidth_gbps(device: str, mib: int = 1024) -> float:
+    """Device copy bandwidth in GB/s: bytes read + written by a clone of
+    ``mib`` MiB, median of 10."""
+    src = torch.empty(mib * 2**20 // 4, device=device)
+    ms = median_ms(src.clone, device, 3, 10)
+    return 2 * src.numel() * 4 / ms / 1e6
 
 
 def peak_memory_mib(fn: Callable[[], Any], device: str) -> float:

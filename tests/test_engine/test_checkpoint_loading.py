@@ -78,21 +78,23 @@ def test_map_location(runner_checkpoint):
     assert seen and set(seen) == {'cpu'}
 
 
-def test_numpy_2_names_load(runner_checkpoint, tmp_path):
-    """NumPy 2 pickles arrays under numpy._core: the same checkpoint loads
-    whichever NumPy wrote it."""
-    renamed = str(tmp_path / 'numpy2.pth')
+def test_numpy_1_and_2_names_load(runner_checkpoint, tmp_path):
+    """NumPy 2 pickles arrays under numpy._core, NumPy 1 under numpy.core:
+    the same checkpoint loads whichever NumPy wrote it."""
+    renamed = str(tmp_path / 'renamed.pth')
+    names = (b'numpy.core.multiarray', b'numpy._core.multiarray')
     with zipfile.ZipFile(runner_checkpoint) as src, zipfile.ZipFile(
             renamed, 'w', zipfile.ZIP_STORED) as dst:
         for info in src.infolist():
             data = src.read(info)
             if info.filename.endswith('data.pkl'):
-                assert b'numpy.core.multiarray' in data
-                data = data.replace(b'numpy.core.multiarray',
-                                    b'numpy._core.multiarray')
+                written, other = names if names[0] in data else names[::-1]
+                assert written in data and other not in data
+                data = data.replace(written, other)
             dst.writestr(info.filename, data)
-    assert_identical(load_local_checkpoint(renamed),
-                     load_local_checkpoint(runner_checkpoint))
+    assert_identical(
+        load_local_checkpoint(renamed),
+        load_local_checkpoint(runner_checkpoint))
 
 
 def numpy_values():

@@ -346,7 +346,7 @@ def protocol_4(path, marker):
 @attack('TorchScript archive')
 def torchscript_archive(path, marker):
     with warnings.catch_warnings():
-        warnings.simplefilter('ignore', FutureWarning)  # jit deprecation
+        warnings.simplefilter('ignore')  # torch.jit's deprecation
         torch.jit.save(torch.jit.script(torch.nn.Linear(2, 2)), path)
 
 

@@ -1,10 +1,10 @@
 """Detection through the tools a user already has: tools/train.py and
 tools/test.py, tools/dist_train.sh, mim, DetInferencer."""
 import os.path as osp
-import sys
 
 import pytest
-from ..conftest import free_port, run_tool
+
+from ..conftest import MIM, free_port, needs_mim, run_tool
 
 MASK_DEMO = 'configs/mask_rcnn/mask-rcnn_cotnet-tiny_fpn_syncbn_1xb4-12e_shapes.py'
 FASTER_DEMO = ('configs/faster_rcnn/'
@@ -76,9 +76,9 @@ def test_det_inferencer_detects_and_draws(mask_run, shapes_coco, tmp_path):
     assert osp.isfile(tmp_path / 'preds' / '00001.json')
 
 
+@needs_mim
 def test_faster_demo_under_mim_train_mmdet(shapes_coco, tmp_path):
-    mim = osp.join(osp.dirname(sys.executable), 'mim')
-    result = run_tool(mim, 'train', 'mmdet', FASTER_DEMO, '--work-dir',
+    result = run_tool(MIM, 'train', 'mmdet', FASTER_DEMO, '--work-dir',
                       str(tmp_path), *det_options(shapes_coco))
     log = result.stdout + result.stderr
     assert 'coco/bbox_mAP' in log and 'coco/segm_mAP' not in log

@@ -4,14 +4,13 @@ import json
 import os
 import os.path as osp
 import pickle
-import sys
 
 import pytest
 import torch
 
 from mmcot.engine import load_local_checkpoint
 
-from ..conftest import REPO, free_port, run_tool
+from ..conftest import MIM, REPO, free_port, needs_mim, run_tool
 
 DEMO = 'configs/cotnet/cotnet-tiny_1xb32-15e_shapes.py'
 
@@ -180,10 +179,10 @@ def test_two_process_distributed_run(shapes_cls, tmp_path):
     assert [r['iter'] for r in logged if 'loss' in r] == [1, 2, 3]
 
 
+@needs_mim
 def test_mim_train_mmpretrain(shapes_cls, tmp_path):
     """``mim train mmpretrain <config>`` runs mmpretrain's own train.py,
     which finds the CoT backbone through the config's custom_imports."""
-    mim = osp.join(osp.dirname(sys.executable), 'mim')
     # mmpretrain's train.py turns persistent workers on: they need workers
     options = demo_options(
         shapes_cls,
@@ -192,7 +191,7 @@ def test_mim_train_mmpretrain(shapes_cls, tmp_path):
             'train_dataloader.persistent_workers': False,
             'val_dataloader.persistent_workers': False
         })
-    result = run_tool(mim, 'train', 'mmpretrain', DEMO, '--work-dir',
+    result = run_tool(MIM, 'train', 'mmpretrain', DEMO, '--work-dir',
                       str(tmp_path), *options)
     assert 'Training finished successfully' in result.stdout
     assert osp.isfile(tmp_path / 'epoch_1.pth')

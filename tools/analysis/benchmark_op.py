@@ -1,41 +1,62 @@
-"""Time the compiled local aggregation op against its PyTorch reference.
+"""Time the compiled local aggregation op against its memory floor and its
+PyTorch reference.
 
-Shapes are the four CoTNet-50 stages (K=3, stride 1, padding 1, G=C/8):
-forward and forward+backward, median of repeats after warm-up, and peak
-memory (CUDA: the allocator's peak; CPU: the growth of the peak resident
-set, each case in a fresh forked process). On a GPU it also reports the
-achieved bandwidth against the device's copy bandwidth.
+    python tools/analysis/benchmark_op.py [--device cpu|cuda] [--batch 8]
+        [--dtypes float32 float16 bfloat16] [--json OUT]
 
-Example:
-    python tools/analysis/benchmark_op.py --batch 8 --repeats 10
+Shapes: CoTNet-50's four stages (K=3, stride 1, padding 1, G=C/8) at
+``--batch``. For each precision and stage, the forward and the backward
+(both gradients, from a retained graph) of the compiled op and of the
+unfold reference: median time of ``--repeats`` after ``--warmup``, with the
+caches flushed before every timed call; peak memory (CUDA: the allocator's
+peak; CPU: the growth of the peak resident set, in a fresh forked process).
+Against the memory floor: the bytes the op must move (forward 3.125 E
+elements: input, weight, output; backward 5.25 E: output gradient, input,
+weight, both gradients; E = N*C*H*W) over the device copy bandwidth
+measured in the same run; ``floor_ratio`` is time over that floor.
 """
 import argparse
 import json
 
 import torch
 
-from mmcot.analysis import (device_name, markdown_table, median_ms,
-                            peak_memory_mib, run_isolated)
+from mmcot.analysis import (cache_flusher, copy_bandwidth_gbps, device_name,
+                            markdown_table, median_ms, peak_memory_mib,
+                            run_isolated)
 from mmcot.fileio import atomic_write
 from mmcot.ops import ext_available, local_aggregation_reference
 from mmcot.ops.local_aggregation import LocalAggregationFunction
 
 STAGES = ((64, 56), (128, 28), (256, 14), (512, 7))
 KERNEL, STRIDE, PADDING, DILATION = (3, 3), (1, 1), (1, 1), (1, 1)
+#: elements moved per element of the input, by direction (G = C/8, K = 3)
+FLOOR_ELEMENTS = {
+    'forward': 1 + 9 / 8 + 1,
+    'backward': 1 + 1 + 9 / 8 + 1 + 9 / 8
+}
+DTYPES = ('float32', 'float64', 'float16', 'bfloat16')
 
 
 def parse_args():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0] + ' ' +
+        __doc__.splitlines()[1].strip())
     parser.add_argument('--batch', type=int, default=8)
     parser.add_argument('--repeats', type=int, default=10)
     parser.add_argument('--warmup', type=int, default=2)
     parser.add_argument('--device', default='cpu')
     parser.add_argument(
-        '--dtype',
-        default='float32',
-        choices=['float32', 'float64', 'float16', 'bfloat16'])
-    parser.add_argument('--json', help='also write the rows to this file')
-    return parser.parse_args()
+        '--dtypes', nargs='+', default=['float32'], choices=DTYPES)
+    parser.add_argument('--json', help='also write the results here')
+    args = parser.parse_args()
+    if args.device.startswith('cuda') and not torch.cuda.is_available():
+        parser.error('--device cuda: no GPU is visible')
+    if not args.device.startswith('cuda') and {'float16', 'bfloat16'} & set(
+            args.dtypes):
+        parser.error('float16 / bfloat16 are measured on GPUs only')
+    if min(args.batch, args.repeats) < 1 or args.warmup < 0:
+        parser.error('--batch and --repeats must be >= 1, --warmup >= 0')
+    return args
 
 
 def compiled(x, w):
@@ -51,79 +72,118 @@ def reference(x, w):
 IMPLS = {'compiled': compiled, 'reference': reference}
 
 
-def run_case(impl, shape, args, with_backward):
-    """Median time (ms) and peak extra memory (MiB) of one case."""
+def run_case(impl, shape, dtype, args):
+    """Median forward and backward time (ms) and peak memory (MiB) of the
+    forward and of forward + backward, for one implementation."""
     channels, size = shape
     g = torch.Generator().manual_seed(0)
-    dtype = getattr(torch, args.dtype)
     x = torch.randn(args.batch, channels, size, size, generator=g)
     w = torch.randn(args.batch, 1, channels // 8, 9, size, size, generator=g)
-    x = x.to(args.device, dtype).requires_grad_()
-    w = w.to(args.device, dtype).requires_grad_()
+    x = x.to(args.device, getattr(torch, dtype)).requires_grad_()
+    w = w.to(args.device, getattr(torch, dtype)).requires_grad_()
     grad = torch.ones_like(x)
+    fn = IMPLS[impl]
+    flush = cache_flusher(args.device)
 
-    def step():
-        y = IMPLS[impl](x, w)
-        if with_backward:
-            torch.autograd.grad(y, (x, w), grad)
+    def forward():
+        return fn(x, w)
+
+    def forward_backward():
+        torch.autograd.grad(fn(x, w), (x, w), grad)
 
     if args.device.startswith('cuda'):
-        step()  # CUDA context and kernel loading are not the op's memory
-    mib = peak_memory_mib(step, args.device)
-    ms = median_ms(step, args.device, args.warmup, args.repeats)
-    return ms, mib
+        forward_backward()  # CUDA context and kernels are not the op's
+    result = dict(
+        forward_MiB=peak_memory_mib(forward, args.device),
+        forward_backward_MiB=peak_memory_mib(forward_backward, args.device),
+        forward_ms=median_ms(
+            forward, args.device, args.warmup, args.repeats, before=flush))
+    y = fn(x, w)
+    result['backward_ms'] = median_ms(
+        lambda: torch.autograd.grad(y, (x, w), grad, retain_graph=True),
+        args.device,
+        args.warmup,
+        args.repeats,
+        before=flush)
+    return result
 
 
-def measure(impl, shape, args, with_backward):
+def measure(impl, shape, dtype, args):
     if args.device.startswith('cuda'):
-        return run_case(impl, shape, args, with_backward)
-    return run_isolated(run_case, impl, shape, args, with_backward)
+        return run_case(impl, shape, dtype, args)
+    return run_isolated(run_case, impl, shape, dtype, args)
 
 
-def copy_bandwidth(device):
-    """Device copy bandwidth (GB/s): read + write of a 1 GiB clone."""
-    src = torch.empty(2**28, device=device)
-    ms = median_ms(lambda: src.clone(), device, 3, 10)
-    return 2 * src.numel() * 4 / ms / 1e6
+def stage_results(shape, dtype, bandwidth, args) -> dict:
+    """Both implementations at one stage and precision, against the
+    floor."""
+    channels, size = shape
+    itemsize = torch.empty(0, dtype=getattr(torch, dtype)).element_size()
+    elements = args.batch * channels * size * size
+    compiled_, reference_ = (measure(impl, shape, dtype, args)
+                             for impl in IMPLS)
+    row = dict(dtype=dtype, C=channels, H=size, batch=args.batch)
+    for direction, per_element in FLOOR_ELEMENTS.items():
+        moved = per_element * elements * itemsize
+        ms = compiled_[f'{direction}_ms']
+        floor_ms = moved / bandwidth / 1e6
+        row[direction] = dict(
+            ms=ms,
+            floor_ms=floor_ms,
+            floor_ratio=ms / floor_ms,
+            GBps=moved / ms / 1e6,
+            reference_ms=reference_[f'{direction}_ms'],
+            vs_reference=reference_[f'{direction}_ms'] / ms)
+    for key in ('forward_MiB', 'forward_backward_MiB'):
+        row[key] = compiled_[key]
+        row[f'reference_{key}'] = reference_[key]
+    return row
+
+
+def table(rows) -> str:
+    return markdown_table([
+        {
+            'dtype': r['dtype'],
+            'C x H': f'{r["C"]} x {r["H"]}',
+            **{
+                f'{short} {key}': r[direction][key]
+                for direction, short in (('forward', 'fwd'),
+                                         ('backward', 'bwd'))
+                for key in ('ms', 'floor_ratio', 'vs_reference')
+            },
+            'fwd+bwd MiB': r['forward_backward_MiB'],
+            'ref MiB': r['reference_forward_backward_MiB'],
+        } for r in rows
+    ])
 
 
 def main():
     args = parse_args()
     if not ext_available():
-        raise SystemExit('mmcot._ext is not built: nothing to compare')
-    itemsize = torch.empty(0, dtype=getattr(torch, args.dtype)).element_size()
-    gpu = args.device.startswith('cuda')
-    peak_bw = copy_bandwidth(args.device) if gpu else None
-    rows = []
-    for shape in STAGES:
-        row = dict(C=shape[0], H=shape[1])
-        for mode, backward in (('fwd', False), ('fwd+bwd', True)):
-            for impl in IMPLS:
-                ms, mib = measure(impl, shape, args, backward)
-                row[f'{impl} {mode} ms'] = ms
-                row[f'{impl} {mode} MiB'] = mib
-            row[f'speed-up {mode}'] = (row[f'reference {mode} ms'] /
-                                       row[f'compiled {mode} ms'])
-        if gpu:  # forward moves V, A and Y once
-            c, h = shape
-            moved = args.batch * h * h * (2 * c + 9 * c // 8) * itemsize
-            row['fwd GB/s'] = moved / row['compiled fwd ms'] / 1e6
-            row['of copy'] = row['fwd GB/s'] / peak_bw
-        rows.append(row)
-
-    print(f'local_aggregation, batch {args.batch}, {args.dtype}, '
+        raise SystemExit('error: mmcot._ext is not built: nothing to compare')
+    if args.device.startswith('cuda'):
+        bandwidth = copy_bandwidth_gbps(args.device)
+    else:  # torch's CPU threads must not start before the forks
+        bandwidth = run_isolated(copy_bandwidth_gbps, args.device, 256)
+    rows = [
+        stage_results(shape, dtype, bandwidth, args)
+        for dtype in args.dtypes for shape in STAGES
+    ]
+    print(f'local_aggregation, batch {args.batch}, '
           f'{device_name(args.device)}; median of {args.repeats} after '
-          f'{args.warmup} warm-up; memory: peak extra over the inputs')
-    if gpu:
-        print(f'device copy bandwidth: {peak_bw:.0f} GB/s')
-    print(markdown_table(rows))
+          f'{args.warmup} warm-up, caches flushed; copy bandwidth '
+          f'{bandwidth:.1f} GB/s; floor_ratio = time / (bytes to move / '
+          'copy bandwidth); vs_reference = reference time / time')
+    print(table(rows))
     if args.json:
         with atomic_write(args.json, 'w') as f:
             json.dump(
                 dict(
                     device=device_name(args.device),
-                    dtype=args.dtype,
+                    torch=torch.__version__,
+                    copy_GBps=bandwidth,
                     batch=args.batch,
+                    repeats=args.repeats,
                     rows=rows),
                 f,
                 indent=1)
