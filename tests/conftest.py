@@ -1,3 +1,4 @@
+import importlib
 import os
 import os.path as osp
 import socket
@@ -7,6 +8,26 @@ import sys
 import pytest
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+
+
+def pytest_configure(config):
+    """With MMCOT_REQUIRE_EXT=1 (tools/run_tests.sh sets it, so CI runs
+    with it) a missing or broken ``mmcot._ext``, or one without its CUDA
+    kernels where a GPU is visible, stops the run instead of letting the
+    kernel tests skip and the op fall back to its reference."""
+    if os.getenv('MMCOT_REQUIRE_EXT') != '1':
+        return
+    try:
+        ext = importlib.import_module('mmcot._ext')
+    except ImportError as error:
+        raise pytest.UsageError(
+            f'MMCOT_REQUIRE_EXT=1 but mmcot._ext does not load ({error}): '
+            'rebuild it with tools/install.sh')
+    import torch
+    if torch.cuda.is_available() and not ext.with_cuda:
+        raise pytest.UsageError(
+            'MMCOT_REQUIRE_EXT=1, a GPU is visible, but mmcot._ext has no '
+            'CUDA kernels: rebuild it with tools/install.sh')
 
 
 #: ``mim`` beside this Python (openmim: the verified stack has it; an

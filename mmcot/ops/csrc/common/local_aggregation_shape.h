@@ -40,6 +40,15 @@ struct LocalAggregationShape {
   }
 };
 
+// Output size along one dimension, floor division as in Python; <= 0 means
+// an empty output (the Python and C++ checks share this rule).
+MMCOT_HOST_DEVICE inline int64_t output_size(int64_t size, int64_t kernel,
+                                             int64_t stride, int64_t padding,
+                                             int64_t dilation) {
+  const int64_t span = size + 2 * padding - dilation * (kernel - 1) - 1;
+  return span < 0 ? 0 : span / stride + 1;
+}
+
 // First output index o >= 0 with o * stride + offset >= 0.
 MMCOT_HOST_DEVICE inline int64_t first_inside(int64_t offset, int64_t stride) {
   return offset >= 0 ? 0 : (-offset + stride - 1) / stride;

@@ -4,7 +4,7 @@
 #ifndef MMCOT_PYTORCH_DEVICE_REGISTRY_HPP
 #define MMCOT_PYTORCH_DEVICE_REGISTRY_HPP
 
-#include <torch/extension.h>
+#include <ATen/ATen.h>
 
 #include <map>
 #include <utility>

@@ -52,11 +52,11 @@ LocalAggregationShape make_shape(const at::Tensor& input,
               "channels must be divisible by the weight groups");
   TORCH_CHECK(weight.size(3) == s.taps(), "weight dim 3 must be K*K");
   const int64_t out_h =
-      (s.height + 2 * s.pad_h - s.dilation_h * (s.kernel_h - 1) - 1) /
-          s.stride_h + 1;
+      output_size(s.height, s.kernel_h, s.stride_h, s.pad_h, s.dilation_h);
   const int64_t out_w =
-      (s.width + 2 * s.pad_w - s.dilation_w * (s.kernel_w - 1) - 1) /
-          s.stride_w + 1;
+      output_size(s.width, s.kernel_w, s.stride_w, s.pad_w, s.dilation_w);
+  TORCH_CHECK(out_h > 0 && out_w > 0,
+              "the input gives an empty output with this window");
   TORCH_CHECK(out_h == s.out_height && out_w == s.out_width,
               "weight spatial size must equal the output size");
   return s;
@@ -91,8 +91,10 @@ std::vector<at::Tensor> local_aggregation_backward(
   const auto shape =
       make_shape(input, weight, kernel_size, stride, padding, dilation);
   TORCH_CHECK(grad_output.is_contiguous() &&
-                  grad_output.scalar_type() == input.scalar_type(),
-              "grad_output must be contiguous and of the input's dtype");
+                  grad_output.scalar_type() == input.scalar_type() &&
+                  grad_output.device() == input.device(),
+              "grad_output must be contiguous, of the input's dtype and on "
+              "its device");
   TORCH_CHECK(grad_output.dim() == 4 && grad_output.size(0) == shape.batch &&
                   grad_output.size(1) == shape.heads * shape.channels &&
                   grad_output.size(2) == shape.out_height &&

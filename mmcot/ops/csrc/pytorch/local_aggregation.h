@@ -2,7 +2,7 @@
 #ifndef MMCOT_LOCAL_AGGREGATION_H
 #define MMCOT_LOCAL_AGGREGATION_H
 
-#include <torch/extension.h>
+#include <ATen/ATen.h>
 
 #include "../common/local_aggregation_shape.h"
 #include "../common/pytorch_device_registry.hpp"

@@ -1,9 +1,27 @@
-// CUDA kernels of the local aggregation op, templated on the element type T
-// (float, double, half, bfloat16) with accumulation in AccType<T>: float for
-// the 16-bit types. No torch types: the launcher instantiates them.
+// CUDA kernels of the local aggregation op.
 //
-// Every output value is written by exactly one thread and reduced in a fixed
-// order: no atomics, deterministic results.
+// Templated on the element type T (float, double, c10::Half, c10::BFloat16:
+// any type that converts to and from AccType<T>, float for the 16-bit
+// types) and on the index type (int32_t when every tensor and the launch
+// fit in 2^31 - 1, else int64_t: 64-bit division is emulated on GPUs). No
+// torch calls and only the built-ins threadIdx / blockIdx / blockDim /
+// gridDim: the launcher instantiates the kernels, and
+// tests/test_ops/cuda_kernels_on_cpu.cpp compiles this same file with the
+// host compiler and runs the kernels on a CPU, block by block.
+//
+// Work unit: one thread per (sample, weight group, pixel). A thread works
+// out the window of its pixel (offsets and padding masks) and loads its
+// weights once per chunk of up to kTapChunk taps (a 3x3 window is one
+// chunk), then reuses them for the C/G channels c = g, g + G, ... of the
+// weight group, one channel at a time.
+// - forward: the pixel is an output pixel;
+// - backward, fused: as an output pixel it gives the weight gradient,
+//   reduced over the group's channels in registers; as an input pixel the
+//   input gradient, gathered over the output pixels whose windows read it.
+// Every value is written by one thread in a fixed order: no atomics,
+// deterministic. Values of a window larger than one chunk, or of several
+// heads, are accumulated in the output across chunks and heads (read by the
+// thread that wrote them).
 #ifndef MMCOT_LOCAL_AGGREGATION_CUDA_KERNEL_CUH
 #define MMCOT_LOCAL_AGGREGATION_CUDA_KERNEL_CUH
 
@@ -20,111 +38,250 @@ struct AccType<double> {
   using type = double;
 };
 
-#define MMCOT_CUDA_1D_KERNEL_LOOP(i, n)                                   \
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) +        \
-                   threadIdx.x;                                            \
-       i < (n); i += static_cast<int64_t>(blockDim.x) * gridDim.x)
+constexpr int kTapChunk = 9;
 
-// One thread per output element (n, head, c, y, x).
-template <typename T>
-__global__ void local_aggregation_forward_cuda_kernel(
-    const int64_t total, const T* __restrict__ input,
-    const T* __restrict__ weight, T* __restrict__ output,
-    const LocalAggregationShape s) {
-  using acc_t = typename AccType<T>::type;
-  MMCOT_CUDA_1D_KERNEL_LOOP(index, total) {
-    const int64_t x = index % s.out_width;
-    const int64_t y = (index / s.out_width) % s.out_height;
-    const int64_t c = (index / s.out_plane()) % s.channels;
-    const int64_t head = (index / (s.out_plane() * s.channels)) % s.heads;
-    const int64_t n = index / (s.out_plane() * s.channels * s.heads);
-    const T* v = input + s.input_offset(n, c);
-    const T* w = weight + s.weight_offset(n, head, c % s.groups, 0) +
-                 y * s.out_width + x;
-    acc_t value = 0;
-    for (int64_t i = 0; i < s.kernel_h; ++i) {
-      const int64_t y_in = y * s.stride_h - s.pad_h + i * s.dilation_h;
-      if (y_in < 0 || y_in >= s.height) continue;
-      for (int64_t j = 0; j < s.kernel_w; ++j) {
-        const int64_t x_in = x * s.stride_w - s.pad_w + j * s.dilation_w;
-        if (x_in < 0 || x_in >= s.width) continue;
-        value += static_cast<acc_t>(w[(i * s.kernel_w + j) * s.out_plane()]) *
-                 static_cast<acc_t>(v[y_in * s.width + x_in]);
+// The shape in the kernel's index type.
+template <typename index_t>
+struct KernelShape {
+  index_t channels, height, width, heads, groups, out_height, out_width;
+  index_t kernel_w, taps, stride_h, stride_w, pad_h, pad_w, dilation_h,
+      dilation_w;
+
+  MMCOT_HOST_DEVICE explicit KernelShape(const LocalAggregationShape& s)
+      : channels(s.channels), height(s.height), width(s.width),
+        heads(s.heads), groups(s.groups), out_height(s.out_height),
+        out_width(s.out_width), kernel_w(s.kernel_w), taps(s.taps()),
+        stride_h(s.stride_h), stride_w(s.stride_w), pad_h(s.pad_h),
+        pad_w(s.pad_w), dilation_h(s.dilation_h), dilation_w(s.dilation_w) {}
+
+  MMCOT_HOST_DEVICE index_t in_plane() const { return height * width; }
+  MMCOT_HOST_DEVICE index_t out_plane() const { return out_height * out_width; }
+};
+
+// Input offsets (y_in * width + x_in, or -1 in the padding) of taps
+// [first, first + count) of the window of output pixel (y, x).
+template <typename index_t>
+MMCOT_HOST_DEVICE inline void window_offsets(const KernelShape<index_t>& s,
+                                             index_t y, index_t x, int first,
+                                             int count, index_t* offsets) {
+  index_t i = first / s.kernel_w, j = first - i * s.kernel_w;  // tap (i, j)
+#pragma unroll
+  for (int t = 0; t < kTapChunk; ++t) {
+    offsets[t] = -1;
+    if (t < count) {
+      const index_t y_in = y * s.stride_h - s.pad_h + i * s.dilation_h;
+      const index_t x_in = x * s.stride_w - s.pad_w + j * s.dilation_w;
+      if (y_in >= 0 && y_in < s.height && x_in >= 0 && x_in < s.width) {
+        offsets[t] = y_in * s.width + x_in;
+      }
+      if (++j == s.kernel_w) {
+        j = 0;
+        ++i;
       }
     }
-    output[index] = static_cast<T>(value);
   }
 }
 
-// One thread per input element (n, c, y_in, x_in): gathers every output
-// position whose window reads it, over all heads and taps.
-template <typename T>
-__global__ void local_aggregation_input_backward_cuda_kernel(
-    const int64_t total, const T* __restrict__ grad_output,
-    const T* __restrict__ weight, T* __restrict__ grad_input,
-    const LocalAggregationShape s) {
+// Output positions (y * out_width + x, or -1) whose window reads input pixel
+// (y_in, x_in) with taps [first, first + count).
+template <bool kUnitStride, typename index_t>
+MMCOT_HOST_DEVICE inline void reader_positions(const KernelShape<index_t>& s,
+                                               index_t y_in, index_t x_in,
+                                               int first, int count,
+                                               index_t* positions) {
+  index_t i = first / s.kernel_w, j = first - i * s.kernel_w;  // tap (i, j)
+#pragma unroll
+  for (int t = 0; t < kTapChunk; ++t) {
+    positions[t] = -1;
+    if (t < count) {
+      index_t y = y_in + s.pad_h - i * s.dilation_h;
+      index_t x = x_in + s.pad_w - j * s.dilation_w;
+      bool inside = y >= 0 && x >= 0;
+      if (!kUnitStride && inside) {
+        inside = y % s.stride_h == 0 && x % s.stride_w == 0;
+        y /= s.stride_h;
+        x /= s.stride_w;
+      }
+      if (inside && y < s.out_height && x < s.out_width) {
+        positions[t] = y * s.out_width + x;
+      }
+      if (++j == s.kernel_w) {
+        j = 0;
+        ++i;
+      }
+    }
+  }
+}
+
+template <typename index_t>
+MMCOT_HOST_DEVICE inline int chunk_size(index_t taps, int first) {
+  const index_t left = taps - first;
+  return left < kTapChunk ? static_cast<int>(left) : kTapChunk;
+}
+
+// The launcher keeps total + blocks * threads within index_t.
+#define MMCOT_GRID_STRIDE_LOOP(index_t, i, n)                              \
+  for (index_t i = static_cast<index_t>(blockIdx.x) *                     \
+                       static_cast<index_t>(blockDim.x) +                 \
+                   static_cast<index_t>(threadIdx.x);                     \
+       i < (n);                                                            \
+       i += static_cast<index_t>(blockDim.x) * static_cast<index_t>(gridDim.x))
+
+// total = batch * heads * groups * out_plane
+template <typename T, typename index_t>
+__global__ void local_aggregation_forward_cuda_kernel(
+    const index_t total, const T* __restrict__ input,
+    const T* __restrict__ weight, T* __restrict__ output,
+    const LocalAggregationShape shape) {
   using acc_t = typename AccType<T>::type;
-  MMCOT_CUDA_1D_KERNEL_LOOP(index, total) {
-    const int64_t x_in = index % s.width;
-    const int64_t y_in = (index / s.width) % s.height;
-    const int64_t c = (index / s.in_plane()) % s.channels;
-    const int64_t n = index / (s.in_plane() * s.channels);
-    const int64_t g = c % s.groups;
-    acc_t value = 0;
-    for (int64_t head = 0; head < s.heads; ++head) {
-      const T* gout = grad_output + s.output_offset(n, head, c);
-      const T* w = weight + s.weight_offset(n, head, g, 0);
-      for (int64_t i = 0; i < s.kernel_h; ++i) {
-        const int64_t y_s = y_in + s.pad_h - i * s.dilation_h;
-        if (y_s < 0 || y_s % s.stride_h != 0) continue;
-        const int64_t y = y_s / s.stride_h;
-        if (y >= s.out_height) continue;
-        for (int64_t j = 0; j < s.kernel_w; ++j) {
-          const int64_t x_s = x_in + s.pad_w - j * s.dilation_w;
-          if (x_s < 0 || x_s % s.stride_w != 0) continue;
-          const int64_t x = x_s / s.stride_w;
-          if (x >= s.out_width) continue;
-          const int64_t pos = y * s.out_width + x;
-          value +=
-              static_cast<acc_t>(w[(i * s.kernel_w + j) * s.out_plane() + pos]) *
-              static_cast<acc_t>(gout[pos]);
+  const KernelShape<index_t> s(shape);
+  const index_t out_plane = s.out_plane(), in_plane = s.in_plane();
+  const index_t channel_step = s.groups;  // c = g + k * groups
+  MMCOT_GRID_STRIDE_LOOP(index_t, index, total) {
+    const index_t p = index % out_plane;
+    const index_t rest = index / out_plane;
+    const index_t g = rest % s.groups;
+    const index_t n_head = rest / s.groups;  // n * heads + head
+    const index_t n = n_head / s.heads;
+    const index_t y = p / s.out_width, x = p - y * s.out_width;
+    const T* w = weight + (n_head * s.groups + g) * s.taps * out_plane + p;
+    const T* v = input + (n * s.channels + g) * in_plane;
+    T* out = output + (n_head * s.channels + g) * out_plane + p;
+    for (int first = 0; first < s.taps; first += kTapChunk) {
+      const int count = chunk_size(s.taps, first);
+      index_t offsets[kTapChunk];
+      acc_t weights[kTapChunk];
+      window_offsets(s, y, x, first, count, offsets);
+#pragma unroll
+      for (int t = 0; t < kTapChunk; ++t) {
+        weights[t] = t < count && offsets[t] >= 0
+                         ? static_cast<acc_t>(w[(first + t) * out_plane])
+                         : acc_t(0);
+      }
+      for (index_t c = g, k = 0; c < s.channels; c += channel_step, ++k) {
+        const T* vc = v + k * channel_step * in_plane;
+        T* oc = out + k * channel_step * out_plane;
+        acc_t sum = first == 0 ? acc_t(0) : static_cast<acc_t>(*oc);
+#pragma unroll
+        for (int t = 0; t < kTapChunk; ++t) {
+          if (t < count && offsets[t] >= 0) {
+            sum += weights[t] * static_cast<acc_t>(vc[offsets[t]]);
+          }
+        }
+        *oc = static_cast<T>(sum);
+      }
+    }
+  }
+}
+
+// The weight gradient of output pixel p of (n, g), every head and tap.
+template <typename T, typename index_t>
+MMCOT_HOST_DEVICE inline void weight_gradient(
+    const KernelShape<index_t>& s, index_t n, index_t g, index_t p,
+    const T* __restrict__ grad_output, const T* __restrict__ input,
+    T* __restrict__ grad_weight) {
+  using acc_t = typename AccType<T>::type;
+  const index_t out_plane = s.out_plane(), in_plane = s.in_plane();
+  const index_t y = p / s.out_width, x = p - y * s.out_width;
+  const T* v = input + (n * s.channels + g) * in_plane;
+  for (int first = 0; first < s.taps; first += kTapChunk) {
+    const int count = chunk_size(s.taps, first);
+    index_t offsets[kTapChunk];
+    window_offsets(s, y, x, first, count, offsets);
+    for (index_t head = 0; head < s.heads; ++head) {
+      const index_t n_head = n * s.heads + head;
+      const T* gy = grad_output + (n_head * s.channels + g) * out_plane + p;
+      acc_t sums[kTapChunk];
+#pragma unroll
+      for (int t = 0; t < kTapChunk; ++t) sums[t] = acc_t(0);
+      for (index_t c = g, k = 0; c < s.channels; c += s.groups, ++k) {
+        const acc_t dy = static_cast<acc_t>(gy[k * s.groups * out_plane]);
+        const T* vc = v + k * s.groups * in_plane;
+#pragma unroll
+        for (int t = 0; t < kTapChunk; ++t) {
+          if (t < count && offsets[t] >= 0) {
+            sums[t] += dy * static_cast<acc_t>(vc[offsets[t]]);
+          }
         }
       }
+      T* gw = grad_weight + ((n_head * s.groups + g) * s.taps + first) *
+                                out_plane + p;
+#pragma unroll
+      for (int t = 0; t < kTapChunk; ++t) {
+        if (t < count) gw[t * out_plane] = static_cast<T>(sums[t]);
+      }
     }
-    grad_input[index] = static_cast<T>(value);
   }
 }
 
-// One thread per weight element (n, head, g, tap, y, x): reduces over the
-// C / G channels that share the weight group.
-template <typename T>
-__global__ void local_aggregation_weight_backward_cuda_kernel(
-    const int64_t total, const T* __restrict__ grad_output,
-    const T* __restrict__ input, T* __restrict__ grad_weight,
-    const LocalAggregationShape s) {
+// The input gradient of input pixel q of (n, g), every channel of the group.
+template <bool kUnitStride, typename T, typename index_t>
+MMCOT_HOST_DEVICE inline void input_gradient(
+    const KernelShape<index_t>& s, index_t n, index_t g, index_t q,
+    const T* __restrict__ grad_output, const T* __restrict__ weight,
+    T* __restrict__ grad_input) {
   using acc_t = typename AccType<T>::type;
-  MMCOT_CUDA_1D_KERNEL_LOOP(index, total) {
-    const int64_t x = index % s.out_width;
-    const int64_t y = (index / s.out_width) % s.out_height;
-    const int64_t tap = (index / s.out_plane()) % s.taps();
-    const int64_t g = (index / (s.out_plane() * s.taps())) % s.groups;
-    const int64_t head =
-        (index / (s.out_plane() * s.taps() * s.groups)) % s.heads;
-    const int64_t n = index / (s.out_plane() * s.taps() * s.groups * s.heads);
-    const int64_t y_in =
-        y * s.stride_h - s.pad_h + (tap / s.kernel_w) * s.dilation_h;
-    const int64_t x_in =
-        x * s.stride_w - s.pad_w + (tap % s.kernel_w) * s.dilation_w;
-    acc_t value = 0;
-    if (y_in >= 0 && y_in < s.height && x_in >= 0 && x_in < s.width) {
-      for (int64_t c = g; c < s.channels; c += s.groups) {
-        value += static_cast<acc_t>(grad_output[s.output_offset(n, head, c) +
-                                                y * s.out_width + x]) *
-                 static_cast<acc_t>(
-                     input[s.input_offset(n, c) + y_in * s.width + x_in]);
+  const index_t out_plane = s.out_plane(), in_plane = s.in_plane();
+  const index_t y_in = q / s.width, x_in = q - y_in * s.width;
+  T* gx = grad_input + (n * s.channels + g) * in_plane + q;
+  for (int first = 0; first < s.taps; first += kTapChunk) {
+    const int count = chunk_size(s.taps, first);
+    index_t positions[kTapChunk];
+    reader_positions<kUnitStride>(s, y_in, x_in, first, count, positions);
+    for (index_t head = 0; head < s.heads; ++head) {
+      const index_t n_head = n * s.heads + head;
+      const T* w = weight + ((n_head * s.groups + g) * s.taps + first) *
+                                out_plane;
+      acc_t weights[kTapChunk];
+#pragma unroll
+      for (int t = 0; t < kTapChunk; ++t) {
+        weights[t] = t < count && positions[t] >= 0
+                         ? static_cast<acc_t>(w[t * out_plane + positions[t]])
+                         : acc_t(0);
+      }
+      const T* gy = grad_output + (n_head * s.channels + g) * out_plane;
+      const bool start = first == 0 && head == 0;
+      for (index_t c = g, k = 0; c < s.channels; c += s.groups, ++k) {
+        const T* gyc = gy + k * s.groups * out_plane;
+        T* gxc = gx + k * s.groups * in_plane;
+        acc_t sum = start ? acc_t(0) : static_cast<acc_t>(*gxc);
+#pragma unroll
+        for (int t = 0; t < kTapChunk; ++t) {
+          if (t < count && positions[t] >= 0) {
+            sum += weights[t] * static_cast<acc_t>(gyc[positions[t]]);
+          }
+        }
+        *gxc = static_cast<T>(sum);
       }
     }
-    grad_weight[index] = static_cast<T>(value);
+  }
+}
+
+// Fused backward. total = batch * groups * max(in_plane, out_plane); thread
+// (n, g, q) writes the weight gradient of output pixel q and the input
+// gradient of input pixel q, where each exists. grad_input / grad_weight
+// may be null when not needed.
+template <bool kUnitStride, typename T, typename index_t>
+__global__ void local_aggregation_backward_cuda_kernel(
+    const index_t total, const T* __restrict__ grad_output,
+    const T* __restrict__ input, const T* __restrict__ weight,
+    T* __restrict__ grad_input, T* __restrict__ grad_weight,
+    const LocalAggregationShape shape) {
+  const KernelShape<index_t> s(shape);
+  const index_t out_plane = s.out_plane(), in_plane = s.in_plane();
+  const index_t pixels = out_plane > in_plane ? out_plane : in_plane;
+  MMCOT_GRID_STRIDE_LOOP(index_t, index, total) {
+    const index_t q = index % pixels;
+    const index_t rest = index / pixels;
+    const index_t g = rest % s.groups;
+    const index_t n = rest / s.groups;
+    if (grad_weight != nullptr && q < out_plane) {
+      weight_gradient(s, n, g, q, grad_output, input, grad_weight);
+    }
+    if (grad_input != nullptr && q < in_plane) {
+      input_gradient<kUnitStride>(s, n, g, q, grad_output, weight,
+                                  grad_input);
+    }
   }
 }
 

@@ -1,9 +1,11 @@
 // CUDA launchers of the local aggregation op: device guard, current stream,
-// dtype dispatch (float, double, half, bfloat16), launch checks.
+// dtype dispatch (float, double, half, bfloat16), 32-bit indexing where the
+// tensors allow it, the unit-stride backward, launch checks.
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAGuard.h>
 
 #include <algorithm>
+#include <limits>
 
 #include "../../common/cuda/local_aggregation_cuda_kernel.cuh"
 #include "../local_aggregation.h"
@@ -12,10 +14,17 @@ namespace mmcot {
 namespace {
 
 constexpr int kThreads = 256;
+constexpr int64_t kMaxBlocks = 65535 * 8;
 
-inline int blocks_for(int64_t total) {
-  const int64_t blocks = (total + kThreads - 1) / kThreads;
-  return static_cast<int>(std::min<int64_t>(blocks, 65535 * 8));
+int64_t blocks_for(int64_t total) {
+  return std::min<int64_t>((total + kThreads - 1) / kThreads, kMaxBlocks);
+}
+
+// Whether 32-bit indices cover the tensors, the work items and the grid.
+bool fits_int32(int64_t total, std::initializer_list<int64_t> numels) {
+  int64_t largest = total + blocks_for(total) * kThreads;
+  for (int64_t numel : numels) largest = std::max(largest, numel);
+  return largest <= std::numeric_limits<int32_t>::max();
 }
 
 void local_aggregation_forward_cuda(const at::Tensor& input,
@@ -24,15 +33,23 @@ void local_aggregation_forward_cuda(const at::Tensor& input,
                                     const LocalAggregationShape& shape) {
   const at::cuda::CUDAGuard guard(input.device());
   cudaStream_t stream = at::cuda::getCurrentCUDAStream();
-  const int64_t total = output.numel();
+  const int64_t total =
+      shape.batch * shape.heads * shape.groups * shape.out_plane();
+  const bool small =
+      fits_int32(total, {input.numel(), weight.numel(), output.numel()});
   AT_DISPATCH_FLOATING_TYPES_AND2(
       at::ScalarType::Half, at::ScalarType::BFloat16, input.scalar_type(),
       "local_aggregation_forward_cuda", [&] {
-        local_aggregation_forward_cuda_kernel<scalar_t>
-            <<<blocks_for(total), kThreads, 0, stream>>>(
-                total, input.const_data_ptr<scalar_t>(),
-                weight.const_data_ptr<scalar_t>(),
-                output.mutable_data_ptr<scalar_t>(), shape);
+        const auto launch = [&](auto index) {
+          using index_t = decltype(index);
+          local_aggregation_forward_cuda_kernel<scalar_t, index_t>
+              <<<blocks_for(total), kThreads, 0, stream>>>(
+                  static_cast<index_t>(total),
+                  input.const_data_ptr<scalar_t>(),
+                  weight.const_data_ptr<scalar_t>(),
+                  output.mutable_data_ptr<scalar_t>(), shape);
+        };
+        small ? launch(int32_t()) : launch(int64_t());
       });
   AT_CUDA_CHECK(cudaGetLastError());
 }
@@ -45,28 +62,39 @@ void local_aggregation_backward_cuda(const at::Tensor& grad_output,
                                      const LocalAggregationShape& shape) {
   const at::cuda::CUDAGuard guard(input.device());
   cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+  const int64_t total = shape.batch * shape.groups *
+                        std::max(shape.in_plane(), shape.out_plane());
+  const bool small = fits_int32(
+      total, {grad_output.numel(), input.numel(), weight.numel()});
+  const bool unit_stride = shape.stride_h == 1 && shape.stride_w == 1;
   AT_DISPATCH_FLOATING_TYPES_AND2(
       at::ScalarType::Half, at::ScalarType::BFloat16, input.scalar_type(),
       "local_aggregation_backward_cuda", [&] {
-        if (grad_input.defined()) {
-          const int64_t total = grad_input.numel();
-          local_aggregation_input_backward_cuda_kernel<scalar_t>
+        scalar_t* gx = grad_input.defined()
+                           ? grad_input.mutable_data_ptr<scalar_t>()
+                           : nullptr;
+        scalar_t* gw = grad_weight.defined()
+                           ? grad_weight.mutable_data_ptr<scalar_t>()
+                           : nullptr;
+        const auto launch = [&](auto unit, auto index) {
+          using index_t = decltype(index);
+          local_aggregation_backward_cuda_kernel<decltype(unit)::value,
+                                                 scalar_t, index_t>
               <<<blocks_for(total), kThreads, 0, stream>>>(
-                  total, grad_output.const_data_ptr<scalar_t>(),
-                  weight.const_data_ptr<scalar_t>(),
-                  grad_input.mutable_data_ptr<scalar_t>(), shape);
-          AT_CUDA_CHECK(cudaGetLastError());
-        }
-        if (grad_weight.defined()) {
-          const int64_t total = grad_weight.numel();
-          local_aggregation_weight_backward_cuda_kernel<scalar_t>
-              <<<blocks_for(total), kThreads, 0, stream>>>(
-                  total, grad_output.const_data_ptr<scalar_t>(),
+                  static_cast<index_t>(total),
+                  grad_output.const_data_ptr<scalar_t>(),
                   input.const_data_ptr<scalar_t>(),
-                  grad_weight.mutable_data_ptr<scalar_t>(), shape);
-          AT_CUDA_CHECK(cudaGetLastError());
+                  weight.const_data_ptr<scalar_t>(), gx, gw, shape);
+        };
+        if (unit_stride) {
+          small ? launch(std::true_type(), int32_t())
+                : launch(std::true_type(), int64_t());
+        } else {
+          small ? launch(std::false_type(), int32_t())
+                : launch(std::false_type(), int64_t());
         }
       });
+  AT_CUDA_CHECK(cudaGetLastError());
 }
 
 }  // namespace

@@ -1,0 +1,150 @@
+"""mmcot's CUDA kernels (the shipped .cuh), compiled with the host compiler
+and run on a CPU grid by grid (cuda_kernels_on_cpu.cpp), against the unfold
+reference: the forward and both gradients of the fused backward, in float64
+over a sweep of shapes, windows and launch grids with 32- and 64-bit
+indices; and float16 / bfloat16 storage against float32. Outputs start as
+NaN, so an element no thread writes fails the comparison."""
+import os.path as osp
+
+import pytest
+import torch
+
+import mmcot.ops.ext_loader as ext_loader
+from mmcot.ops import local_aggregation_reference
+
+HERE = osp.dirname(osp.abspath(__file__))
+CSRC = osp.join(osp.dirname(ext_loader.__file__), 'csrc')
+
+# n, c, h, w, heads, groups, kernel, stride, padding, dilation
+CASES = [
+    (2, 8, 9, 7, 1, 2, (3, 3), (1, 1), (1, 1), (1, 1)),  # CoT's window
+    (1, 6, 8, 11, 2, 3, (3, 3), (1, 1), (0, 0), (1, 1)),  # padding 0
+    (2, 4, 7, 10, 3, 4, (5, 5), (1, 1), (2, 2), (1, 1)),  # 25 taps, 3 heads
+    (1, 8, 10, 9, 1, 8, (3, 5), (1, 1), (1, 2), (1, 1)),  # non-square K
+    (2, 6, 9, 9, 2, 2, (1, 3), (1, 1), (0, 1), (1, 1)),
+    (1, 4, 6, 5, 1, 1, (1, 1), (1, 1), (0, 0), (1, 1)),  # K = 1
+    (2, 8, 11, 9, 1, 4, (3, 3), (2, 2), (1, 1), (1, 1)),  # stride 2
+    (1, 6, 13, 10, 3, 3, (3, 3), (3, 1), (1, 1), (1, 1)),  # stride (3, 1)
+    (2, 4, 15, 12, 1, 2, (5, 3), (4, 2), (2, 1), (1, 1)),  # stride (4, 2)
+    (1, 8, 12, 12, 2, 4, (3, 3), (1, 1), (2, 2), (2, 2)),  # dilation 2
+    (2, 4, 14, 11, 1, 4, (3, 3), (1, 1), (3, 1), (3, 1)),  # dilation (3, 1)
+    (1, 6, 9, 13, 1, 2, (3, 3), (2, 3), (0, 3), (1, 3)),
+    (1, 4, 8, 6, 1, 2, (3, 3), (1, 1), (3, 3), (1, 1)),  # padding > same
+    (2, 3, 5, 9, 2, 3, (5, 5), (2, 2), (4, 4), (1, 1)),  # output > input
+    (1, 8, 10, 7, 1, 2, (7, 7), (1, 1), (3, 3), (1, 1)),  # 49 taps
+    (1, 4, 12, 12, 2, 4, (5, 5), (3, 3), (5, 5), (2, 2)),
+]
+# (threads per block, most blocks): a grid smaller than the work runs the
+# grid-stride loop
+GRIDS = [(32, 3), (128, 10**6)]
+
+
+@pytest.fixture(scope='module')
+def kernels(tmp_path_factory):
+    from torch.utils.cpp_extension import load
+    return load(
+        name='mmcot_cuda_kernels_on_cpu',
+        sources=[osp.join(HERE, 'cuda_kernels_on_cpu.cpp')],
+        extra_include_paths=[CSRC],
+        extra_cflags=['-O1'],
+        build_directory=str(tmp_path_factory.mktemp('cuda_on_cpu')),
+        verbose=False)
+
+
+def out_size(size, k, s, p, d):
+    return (size + 2 * p - d * (k - 1) - 1) // s + 1
+
+
+def make_case(case, dtype=torch.float64, seed=0):
+    n, c, h, w, heads, groups, kernel, stride, padding, dilation = case
+    ho, wo = (out_size(*args)
+              for args in zip((h, w), kernel, stride, padding, dilation))
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, c, h, w, generator=g, dtype=torch.float64)
+    a = torch.randn(n, heads, groups, kernel[0] * kernel[1], ho, wo,
+                    generator=g, dtype=torch.float64)
+    gy = torch.randn(n, heads * c, ho, wo, generator=g, dtype=torch.float64)
+    window = (list(kernel), list(stride), list(padding), list(dilation))
+    return x.to(dtype), a.to(dtype), gy.to(dtype), window
+
+
+def reference(x, a, gy, window):
+    """Output and both gradients of the unfold reference in float64."""
+    x = x.double().requires_grad_()
+    a = a.double().requires_grad_()
+    out = local_aggregation_reference(x, a, *window)
+    gx, ga = torch.autograd.grad(out, (x, a), gy.double())
+    return out.detach(), gx, ga
+
+
+def assert_near(got, want, tol, what):
+    assert not got.isnan().any(), f'{what}: elements left unwritten'
+    scale = want.abs().max().clamp_min(1)
+    error = (got.double() - want).abs().max() / scale
+    assert error <= tol, f'{what}: relative error {error:.2e} > {tol:.0e}'
+
+
+def case_id(case):
+    n, c, h, w, heads, groups, k, s, p, d = case
+    return (f'{n}x{c}x{h}x{w}-heads{heads}-G{groups}-k{k[0]}x{k[1]}'
+            f'-s{s[0]}x{s[1]}-p{p[0]}x{p[1]}-d{d[0]}x{d[1]}')
+
+
+@pytest.mark.parametrize('index64', [False, True], ids=['int32', 'int64'])
+@pytest.mark.parametrize('grid', GRIDS, ids=['capped-grid', 'full-grid'])
+@pytest.mark.parametrize('case', CASES, ids=case_id)
+def test_kernels_match_reference_float64(kernels, case, grid, index64):
+    x, a, gy, window = make_case(case)
+    out, gx, ga = reference(x, a, gy, window)
+    assert_near(kernels.forward(x, a, *window, *grid, index64), out, 1e-13,
+                'forward')
+    unit_stride = window[1] == [1, 1]
+    variants = [unit_stride] + ([False] if unit_stride else [])
+    for unit in variants:  # a stride-1 case runs both backward variants
+        got_x, got_a = kernels.backward(gy, x, a, *window, True, True, *grid,
+                                        index64, unit)
+        assert_near(got_x, gx, 1e-13, f'input gradient (unit={unit})')
+        assert_near(got_a, ga, 1e-13, f'weight gradient (unit={unit})')
+
+
+def test_backward_computes_only_what_is_asked(kernels):
+    x, a, gy, window = make_case(CASES[2])
+    _, gx, ga = reference(x, a, gy, window)
+    got_x, got_a = kernels.backward(gy, x, a, *window, True, False, 32, 3,
+                                    False, True)
+    assert got_a is None
+    assert_near(got_x, gx, 1e-13, 'input gradient alone')
+    got_x, got_a = kernels.backward(gy, x, a, *window, False, True, 32, 3,
+                                    False, True)
+    assert got_x is None
+    assert_near(got_a, ga, 1e-13, 'weight gradient alone')
+
+
+HALF_CASES = [
+    (2, 64, 9, 9, 1, 8, (3, 3), (1, 1), (1, 1), (1, 1)),  # CoT, C/G = 8
+    (1, 256, 7, 7, 1, 4, (3, 3), (1, 1), (1, 1), (1, 1)),  # C/G = 64
+    (2, 16, 11, 9, 2, 4, (3, 3), (2, 2), (1, 1), (1, 1)),
+    (1, 8, 10, 7, 1, 2, (5, 5), (1, 1), (2, 2), (1, 1)),  # 3 tap chunks
+]
+
+
+@pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16],
+                         ids=['float16', 'bfloat16'])
+@pytest.mark.parametrize('case', HALF_CASES, ids=case_id)
+def test_16_bit_storage_against_float32(kernels, case, dtype):
+    """16-bit tensors, float accumulation: within a few roundings of the
+    float64 result on the same (rounded) inputs; sums of 64 channels
+    accumulated in 16 bits would not be."""
+    x, a, gy, window = make_case(case, dtype)
+    out, gx, ga = reference(x, a, gy, window)
+    eps = torch.finfo(dtype).eps
+    taps = window[0][0] * window[0][1]
+    unit = window[1] == [1, 1]
+    # one rounding per stored result, one per 9-tap chunk carried over
+    tol = eps * (1 + (taps - 1) // 9)
+    assert_near(kernels.forward(x, a, *window, 128, 10**6, False), out, tol,
+                'forward')
+    got_x, got_a = kernels.backward(gy, x, a, *window, True, True, 128,
+                                    10**6, False, unit)
+    assert_near(got_x, gx, tol, 'input gradient')
+    assert_near(got_a, ga, tol, 'weight gradient')
