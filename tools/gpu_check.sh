@@ -10,11 +10,14 @@
 #      the visible GPU; skipped when DIR does not exist and mmcot already
 #      imports with its CUDA kernels;
 #   2. tests_ops: the op tests on CPU and GPU (fp32/fp64 against the
-#      reference, fp16/bf16 against fp32, autocast, determinism, bad inputs);
+#      reference, fp16/bf16 against fp32, autocast, determinism, bad inputs)
+#      and torch.compile (inductor) of CoTNet-50 on the GPU against eager;
 #   3. op_benchmark: tools/analysis/benchmark_op.py --device cuda, float32,
 #      float16 and bfloat16 at CoTNet-50's stage shapes, batch 64: time,
 #      floor_ratio (time over bytes to move / copy bandwidth), memory, ratio
-#      to the unfold reference;
+#      to the unfold reference, and to the previous kernels of PREVIOUS_EXT
+#      or, if it loads, build/previous_kernels/mmcot_previous_ext.so (made
+#      by tools/analysis/build_previous_kernels.py);
 #   4. model_benchmark (not with --quick): tools/analysis/benchmark.py
 #      --device cuda, CoTNet-50, CoTNeXt-50, SE-CoTNetD-50 against ResNet-50,
 #      ResNeXt-50 and ResNeSt-50, fp32 and fp16 inference and training step,
@@ -28,7 +31,8 @@
 # and the next one runs; the exit status is 1 if any step failed. About 6-8
 # minutes on an H100 (the model benchmark takes 2-3 of them).
 # --cpu-smoke runs every step on the CPU at toy sizes, without installing,
-# to check the script before a GPU run.
+# to check the script before a GPU run. OUT_DIR holds about a dozen files:
+# tar it where a lent machine hands back only a few.
 set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -100,12 +104,29 @@ fi
 
 # the kernels' CPU simulation and PTX checks run in CI, not on device time
 step tests_ops env MMCOT_REQUIRE_EXT=1 "$PY" -m pytest \
-  tests/test_ops/test_local_aggregation.py -q -p no:cacheprovider \
+  tests/test_ops/test_local_aggregation.py \
+  tests/test_models/test_compile_export.py::test_compile_fullgraph_inductor_cuda \
+  -q -p no:cacheprovider \
   --junitxml "$OUT/tests_ops.xml" ${OP_TESTS[@]+"${OP_TESTS[@]}"}
+PREVIOUS=()
+DEFAULT_PREVIOUS=build/previous_kernels/mmcot_previous_ext.so
+if [ -n "${PREVIOUS_EXT:-}" ]; then
+  PREVIOUS=(--previous-ext "$PREVIOUS_EXT")
+elif [ -f "$DEFAULT_PREVIOUS" ]; then
+  if "$PY" -c 'import importlib.util as u, sys, torch
+spec = u.spec_from_file_location("mmcot_previous_ext", sys.argv[1])
+spec.loader.exec_module(u.module_from_spec(spec))' "$DEFAULT_PREVIOUS" \
+      2>/dev/null; then
+    PREVIOUS=(--previous-ext "$DEFAULT_PREVIOUS")
+  else
+    echo "[gpu_check] $DEFAULT_PREVIOUS does not load in $PY (built for" \
+         "another Python or torch?): the previous kernels are not timed"
+  fi
+fi
 # shellcheck disable=SC2086
 step op_benchmark "$PY" tools/analysis/benchmark_op.py --device "$DEVICE" \
   --batch "$BATCH" --repeats "$REPEATS" --dtypes $DTYPES \
-  --json "$OUT/op_benchmark.json"
+  ${PREVIOUS[@]+"${PREVIOUS[@]}"} --json "$OUT/op_benchmark.json"
 if [ $QUICK -eq 0 ]; then
   # shellcheck disable=SC2086
   step model_benchmark "$PY" tools/analysis/benchmark.py --device "$DEVICE" \

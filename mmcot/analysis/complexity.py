@@ -2,7 +2,8 @@
 
 MMEngine's :class:`~mmengine.analysis.FlopAnalyzer` counts multiply-adds of
 the ATen ops it knows (convs, linear layers, ...) and skips others. The
-local aggregation runs as a custom autograd function, which it would skip:
+local aggregation runs as the custom operator ``mmcot::local_aggregation``,
+which it would skip:
 :data:`COT_FLOP_HANDLES` counts it as ``K*K`` multiply-adds per output
 element, the convention of the paper's tables.
 """
@@ -11,8 +12,6 @@ from typing import Any, List
 import torch
 from mmengine.analysis import FlopAnalyzer
 from mmengine.analysis.jit_handles import get_shape
-
-from mmcot.ops.local_aggregation import LocalAggregationFunction
 
 
 def local_aggregation_flop_jit(inputs: List[Any], outputs: List[Any]) -> int:
@@ -30,8 +29,7 @@ def local_aggregation_flop_jit(inputs: List[Any], outputs: List[Any]) -> int:
 
 
 COT_FLOP_HANDLES = {
-    f'prim::PythonOp.{LocalAggregationFunction.__name__}':
-    local_aggregation_flop_jit,
+    'mmcot::local_aggregation': local_aggregation_flop_jit,
 }
 
 

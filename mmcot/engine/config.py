@@ -1,5 +1,6 @@
 """What tools/train.py and tools/test.py do to a config before the runner."""
 import argparse
+import atexit
 import logging
 import os
 import os.path as osp
@@ -98,14 +99,24 @@ def _init_cpu_process_group(cfg: Config) -> None:
     cfg.model_wrapper_cfg = wrapper
     if not dist.is_initialized():
         dist.init_process_group(backend='gloo')
+        # torch warns and gloo's threads may abort the exit otherwise
+        atexit.register(_destroy_process_group)
 
 
-def prepare_config(cfg: Config,
-                   config_path: str,
-                   launcher: str = 'none',
-                   work_dir: Optional[str] = None,
-                   cfg_options: Optional[dict] = None,
-                   splits: Iterable[str] = ('train', 'val')) -> Config:
+def _destroy_process_group() -> None:
+    import torch.distributed as dist
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def prepare_config(
+    cfg: Config,
+    config_path: str,
+    launcher: str = 'none',
+    work_dir: Optional[str] = None,
+    cfg_options: Optional[dict] = None,
+    splits: Iterable[str] = ('train', 'val')
+) -> Config:
     """Apply the command line to ``cfg`` and check its data.
 
     Sets the launcher and the work dir (command line, else the config's,

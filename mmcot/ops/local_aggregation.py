@@ -16,8 +16,6 @@ from typing import Sequence, Tuple, Union
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torch.autograd import Function
-from torch.autograd.function import once_differentiable
 
 from .ext_loader import load_ext
 
@@ -115,41 +113,51 @@ def local_aggregation_reference(input: torch.Tensor,
     return out.reshape(n, heads * c, *out_size)
 
 
-class LocalAggregationFunction(Function):
-    """Autograd function running the compiled kernels of ``mmcot._ext``."""
+def local_aggregation_decomposed(input: torch.Tensor,
+                                 weight: torch.Tensor,
+                                 kernel_size: IntPair,
+                                 stride: IntPair = 1,
+                                 padding: IntPair = 0,
+                                 dilation: IntPair = 1) -> torch.Tensor:
+    """Local aggregation as K*K shifted slices of the padded input, each
+    multiplied by its weight plane and summed: only pad, slice, multiply,
+    add and reshape, which ONNX and every compiler know, and no ``K*K``-fold
+    copy of the input as ``unfold`` makes. What deployment exports.
 
-    @staticmethod
-    def forward(ctx, input: torch.Tensor, weight: torch.Tensor,
-                kernel_size: Tuple[int, int], stride: Tuple[int, int],
-                padding: Tuple[int, int],
-                dilation: Tuple[int, int]) -> torch.Tensor:
-        input, weight = input.contiguous(), weight.contiguous()
-        ctx.params = (list(kernel_size), list(stride), list(padding),
-                      list(dilation))
-        ctx.save_for_backward(input, weight)
-        return load_ext().local_aggregation_forward(input, weight,
-                                                    *ctx.params)
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad_output: torch.Tensor):
-        input, weight = ctx.saved_tensors
-        grad_input, grad_weight = load_ext().local_aggregation_backward(
-            grad_output.contiguous(), input, weight, *ctx.params,
-            ctx.needs_input_grad[0], ctx.needs_input_grad[1])
-        return grad_input, grad_weight, None, None, None, None
+    Shapes as :func:`local_aggregation_reference`.
+    """
+    kernel_size, stride, padding, dilation, (out_h, out_w) = _check_args(
+        input, weight, kernel_size, stride, padding, dilation)
+    n, c = input.shape[:2]
+    heads, groups = weight.shape[1:3]
+    padded = F.pad(input, (padding[1], padding[1], padding[0], padding[0]))
+    # channel c = j * G + g is weighted by group g
+    padded = padded.reshape(n, 1, c // groups, groups, *padded.shape[2:])
+    out = None
+    for tap in range(kernel_size[0] * kernel_size[1]):
+        i, j = divmod(tap, kernel_size[1])
+        top, left = i * dilation[0], j * dilation[1]
+        window = padded[..., top:top + (out_h - 1) * stride[0] + 1:stride[0],
+                        left:left + (out_w - 1) * stride[1] + 1:stride[1]]
+        term = weight[:, :, None, :, tap] * window
+        out = term if out is None else out + term
+    return out.reshape(n, heads * c, out_h, out_w)
 
 
-def _uses_kernel(input: torch.Tensor) -> bool:
+@torch.compiler.assume_constant_result
+def _kernel_dtypes(device_type: str) -> tuple:
+    """The dtypes the operator ``torch.ops.mmcot.local_aggregation`` of
+    ``mmcot._ext`` (CPU and CUDA kernels, Meta kernels for tracing, autograd
+    through its fused backward) takes on ``device_type``, none without the
+    extension; a constant to ``torch.compile``."""
     ext = load_ext()
     if ext is None:
-        return False
-    device = input.device.type
-    if device == 'cuda' and not ext.with_cuda:
+        return ()
+    if device_type == 'cuda' and not ext.with_cuda:
         raise RuntimeError(
             'local_aggregation got CUDA tensors but this mmcot build has no '
             'CUDA kernels; reinstall mmcot with FORCE_CUDA=1 (see README)')
-    return input.dtype in _KERNEL_DTYPES.get(device, ())
+    return _KERNEL_DTYPES.get(device_type, ())
 
 
 def _autocast(input: torch.Tensor, weight: torch.Tensor):
@@ -203,9 +211,11 @@ def local_aggregation(input: torch.Tensor,
         input, weight = _autocast(input, weight)
     kernel_size, stride, padding, dilation, _ = _check_args(
         input, weight, kernel_size, stride, padding, dilation)
-    if _uses_kernel(input):
-        return LocalAggregationFunction.apply(input, weight, kernel_size,
-                                              stride, padding, dilation)
+    if input.dtype in _kernel_dtypes(input.device.type):
+        return torch.ops.mmcot.local_aggregation(input, weight,
+                                                 list(kernel_size),
+                                                 list(stride), list(padding),
+                                                 list(dilation))
     return local_aggregation_reference(input, weight, kernel_size, stride,
                                        padding, dilation)
 

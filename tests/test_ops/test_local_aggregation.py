@@ -10,8 +10,8 @@ import torch
 
 import mmcot.ops.ext_loader as ext_loader
 from mmcot.ops import (LocalAggregation, ext_available, ext_with_cuda,
-                       local_aggregation, local_aggregation_reference)
-from mmcot.ops.local_aggregation import LocalAggregationFunction
+                       local_aggregation, local_aggregation_decomposed,
+                       local_aggregation_reference)
 
 CSRC = osp.join(osp.dirname(ext_loader.__file__), 'csrc')
 requires_ext = pytest.mark.skipif(
@@ -95,6 +95,45 @@ def test_kernel_matches_reference(device, dtype, tol, shape, window):
         assert (got - want).abs().max() <= tol * scale
 
 
+@pytest.mark.parametrize('shape', SHAPES)
+@pytest.mark.parametrize('window', WINDOWS)
+def test_decomposition_matches_definition(shape, window):
+    """The slice decomposition that ONNX export uses, forward and both
+    gradients, against the loop definition and the reference."""
+    x, a, kw = make_case(*shape, *window, torch.float64, 'cpu')
+    out = local_aggregation_decomposed(x, a, **kw)
+    k, s, p, d = (kw[key] for key in ('kernel_size', 'stride', 'padding',
+                                      'dilation'))
+    torch.testing.assert_close(
+        out, loop_aggregation(x, a, k, s, p, d), rtol=0, atol=1e-12)
+    ref = local_aggregation_reference(x, a, **kw)
+    grad = torch.randn_like(ref)
+    for got, want in zip(torch.autograd.grad(out, (x, a), grad),
+                         torch.autograd.grad(ref, (x, a), grad)):
+        torch.testing.assert_close(got, want, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize('kernel_size,stride,padding,dilation', [
+    ((3, 5), (1, 2), (0, 0), (1, 1)),
+    ((3, 3), (2, 1), (2, 3), (1, 2)),
+    ((1, 3), (3, 1), (0, 1), (1, 1)),
+    ((5, 3), (1, 1), (4, 0), (2, 1)),
+])
+def test_decomposition_non_square(kernel_size, stride, padding, dilation):
+    """Non-square windows, no padding and padding wider than the window."""
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(2, 6, 9, 10, generator=g, dtype=torch.float64)
+    out_h, out_w = (out_size(n, k, s, p, d) for n, k, s, p, d in zip(
+        x.shape[2:], kernel_size, stride, padding, dilation))
+    a = torch.randn(2, 2, 3, kernel_size[0] * kernel_size[1], out_h, out_w,
+                    generator=g, dtype=torch.float64)
+    kw = dict(kernel_size=kernel_size, stride=stride, padding=padding,
+              dilation=dilation)
+    torch.testing.assert_close(
+        local_aggregation_decomposed(x, a, **kw),
+        local_aggregation_reference(x, a, **kw), rtol=0, atol=1e-12)
+
+
 @requires_ext
 @pytest.mark.parametrize('device', DEVICES)
 @pytest.mark.parametrize('case', [(2, 4, 5, 6, 1, 2, 3, 1, 1),
@@ -103,9 +142,10 @@ def test_kernel_matches_reference(device, dtype, tol, shape, window):
 def test_gradcheck(device, case):
     x, a, kw = make_case(*case, torch.float64, device)
     assert torch.autograd.gradcheck(
-        lambda x, a: LocalAggregationFunction.apply(
-            x, a, (kw['kernel_size'],) * 2, (kw['stride'],) * 2,
-            (kw['padding'],) * 2, (kw['dilation'],) * 2), (x, a))
+        lambda x, a: torch.ops.mmcot.local_aggregation(x, a, [
+            kw['kernel_size']
+        ] * 2, [kw['stride']] * 2, [kw['padding']] * 2, [kw['dilation']] * 2),
+        (x, a))
 
 
 @requires_ext
@@ -296,17 +336,27 @@ def test_require_ext_stops_a_run_without_the_extension(tmp_path):
 def test_extension_checks_agree_with_python():
     """The C++ entry floors the output size as Python does (a window that
     does not fit gives no output, even where truncating division would give
-    one), and checks grad_output's device."""
-    ext = ext_loader.load_ext()
+    one), and checks grad_output's dtype (and device, on a GPU)."""
     x = torch.randn(1, 4, 2, 6, dtype=torch.float64)
     args = ([3, 3], [2, 1], [0, 1], [1, 1])  # height: (2 - 2 - 1) // 2 + 1 = 0
     a = torch.randn(1, 1, 2, 9, 1, 6, dtype=torch.float64)
     with pytest.raises(ValueError, match='empty output'):
         local_aggregation(x, a, (3, 3), (2, 1), (0, 1), 1)
     with pytest.raises(RuntimeError, match='empty output'):
-        ext.local_aggregation_forward(x, a, *args)
+        torch.ops.mmcot.local_aggregation(x, a, *args)
     x, a, kw = make_case(1, 4, 5, 5, 1, 2, 3, 1, 1, torch.float64, 'cpu')
-    grad = torch.empty(1, 4, 5, 5, dtype=torch.float64, device='meta')
+    grad = torch.ones(1, 4, 5, 5, dtype=torch.float32)
+    with pytest.raises(RuntimeError, match="of the input's dtype"):
+        torch.ops.mmcot.local_aggregation_backward(grad, x.detach(),
+                                                   a.detach(), [3, 3], [1, 1],
+                                                   [1, 1], [1, 1], True, True)
+
+
+@requires_cuda
+def test_backward_checks_grad_output_device():
+    x, a, kw = make_case(1, 4, 5, 5, 1, 2, 3, 1, 1, torch.float64, 'cuda')
+    grad = torch.ones(1, 4, 5, 5, dtype=torch.float64)  # on the CPU
     with pytest.raises(RuntimeError, match='on its device'):
-        ext.local_aggregation_backward(grad, x.detach(), a.detach(), [3, 3],
-                                       [1, 1], [1, 1], [1, 1], True, True)
+        torch.ops.mmcot.local_aggregation_backward(grad, x.detach(),
+                                                   a.detach(), [3, 3], [1, 1],
+                                                   [1, 1], [1, 1], True, True)

@@ -22,29 +22,9 @@ import torch.nn.functional as F
 import mmcot  # noqa: F401  (registers the CoT backbones)
 from mmcot.analysis import (device_name, markdown_table, median_ms,
                             peak_memory_mib, run_isolated)
+from mmcot.analysis.classifiers import BACKBONES, build_classifier
 from mmcot.fileio import atomic_write
-from mmcot.models.utils import OFFICIAL_VARIANTS
 
-BASELINES = {
-    'ResNet-50': dict(type='mmpretrain.ResNet', depth=50),
-    'ResNeXt-50 (32x4d)':
-    dict(type='mmpretrain.ResNeXt', depth=50, groups=32, width_per_group=4),
-    'ResNeSt-50': dict(type='mmpretrain.ResNeSt', depth=50),
-}
-COT_NAMES = {
-    'cotnet50': 'CoTNet-50',
-    'cotnext50_2x48d': 'CoTNeXt-50',
-    'se_cotnetd_50': 'SE-CoTNetD-50',
-    'cotnet101': 'CoTNet-101',
-    'cotnext101_2x48d': 'CoTNeXt-101',
-    'se_cotnetd_101': 'SE-CoTNetD-101',
-    'se_cotnetd_152': 'SE-CoTNetD-152',
-}
-MODELS = dict(
-    BASELINES, **{
-        name: OFFICIAL_VARIANTS[variant]
-        for variant, name in COT_NAMES.items()
-    })
 DTYPES = {'fp32': None, 'fp16': torch.float16, 'bf16': torch.bfloat16}
 
 
@@ -53,10 +33,10 @@ def parse_args():
     parser.add_argument(
         '--models',
         nargs='+',
-        default=list(MODELS),
-        choices=list(MODELS),
+        default=list(BACKBONES),
+        choices=list(BACKBONES),
         metavar='MODEL',
-        help=f'models to measure (default: all): {", ".join(MODELS)}')
+        help=f'models to measure (default: all): {", ".join(BACKBONES)}')
     parser.add_argument('--device', default='cpu')
     parser.add_argument(
         '--dtypes',
@@ -80,24 +60,11 @@ def parse_args():
     return args
 
 
-def build_classifier(backbone: dict) -> torch.nn.Module:
-    from mmengine.registry import MODELS as REGISTRY
-    return REGISTRY.build(
-        dict(
-            type='mmpretrain.ImageClassifier',
-            backbone=backbone,
-            neck=dict(type='mmpretrain.GlobalAveragePooling'),
-            head=dict(
-                type='mmpretrain.LinearClsHead',
-                num_classes=1000,
-                in_channels=2048)))
-
-
 def measure_model(name: str, args, dtype_name: str) -> dict:
     """One model at one precision: throughput, step time, peak memory."""
     torch.manual_seed(0)
     device = args.device
-    model = build_classifier(MODELS[name]).to(device)
+    model = build_classifier(name).to(device)
     params = sum(p.numel() for p in model.parameters())
     dtype = DTYPES[dtype_name]
 

@@ -2,7 +2,8 @@
 PyTorch reference.
 
     python tools/analysis/benchmark_op.py [--device cpu|cuda] [--batch 8]
-        [--dtypes float32 float16 bfloat16] [--json OUT]
+        [--dtypes float32 float16 bfloat16] [--previous-ext FILE.so]
+        [--json OUT]
 
 Shapes: CoTNet-50's four stages (K=3, stride 1, padding 1, G=C/8) at
 ``--batch``. For each precision and stage, the forward and the backward
@@ -14,9 +15,14 @@ Against the memory floor: the bytes the op must move (forward 3.125 E
 elements: input, weight, output; backward 5.25 E: output gradient, input,
 weight, both gradients; E = N*C*H*W) over the device copy bandwidth
 measured in the same run; ``floor_ratio`` is time over that floor.
+``--previous-ext`` also times the kernels of an earlier commit, built by
+tools/analysis/build_previous_kernels.py, interleaved with the current
+ones; ``vs_previous`` is their time over the current kernels'.
 """
 import argparse
+import importlib.util
 import json
+import os.path as osp
 
 import torch
 
@@ -25,10 +31,9 @@ from mmcot.analysis import (cache_flusher, copy_bandwidth_gbps, device_name,
                             run_isolated)
 from mmcot.fileio import atomic_write
 from mmcot.ops import ext_available, local_aggregation_reference
-from mmcot.ops.local_aggregation import LocalAggregationFunction
 
 STAGES = ((64, 56), (128, 28), (256, 14), (512, 7))
-KERNEL, STRIDE, PADDING, DILATION = (3, 3), (1, 1), (1, 1), (1, 1)
+KERNEL, STRIDE, PADDING, DILATION = [3, 3], [1, 1], [1, 1], [1, 1]
 #: elements moved per element of the input, by direction (G = C/8, K = 3)
 FLOOR_ELEMENTS = {
     'forward': 1 + 9 / 8 + 1,
@@ -45,8 +50,14 @@ def parse_args():
     parser.add_argument('--repeats', type=int, default=10)
     parser.add_argument('--warmup', type=int, default=2)
     parser.add_argument('--device', default='cpu')
+    parser.add_argument('--dtypes',
+                        nargs='+',
+                        default=['float32'],
+                        choices=DTYPES)
     parser.add_argument(
-        '--dtypes', nargs='+', default=['float32'], choices=DTYPES)
+        '--previous-ext',
+        help='mmcot_previous_ext.so of build_previous_kernels.py: time '
+        'those kernels too')
     parser.add_argument('--json', help='also write the results here')
     args = parser.parse_args()
     if args.device.startswith('cuda') and not torch.cuda.is_available():
@@ -56,17 +67,53 @@ def parse_args():
         parser.error('float16 / bfloat16 are measured on GPUs only')
     if min(args.batch, args.repeats) < 1 or args.warmup < 0:
         parser.error('--batch and --repeats must be >= 1, --warmup >= 0')
+    if args.previous_ext:
+        try:
+            PreviousKernels.ext = load_module(args.previous_ext)
+        except (ImportError, OSError) as e:
+            parser.error(f'--previous-ext {args.previous_ext}: cannot load '
+                         f'it ({e})')
+        IMPLS['previous'] = PreviousKernels.apply
     return args
 
 
+def load_module(path: str):
+    """The extension module built as file ``path``."""
+    name = osp.basename(path).split('.')[0]
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None:
+        raise ImportError('not a Python extension module')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def compiled(x, w):
-    return LocalAggregationFunction.apply(x, w, KERNEL, STRIDE, PADDING,
-                                          DILATION)
+    return torch.ops.mmcot.local_aggregation(x, w, KERNEL, STRIDE, PADDING,
+                                             DILATION)
 
 
 def reference(x, w):
-    return local_aggregation_reference(x, w, KERNEL, STRIDE, PADDING,
-                                       DILATION)
+    return local_aggregation_reference(x, w, KERNEL, STRIDE, PADDING, DILATION)
+
+
+class PreviousKernels(torch.autograd.Function):
+    """The op through an earlier commit's extension (``ext``)."""
+    ext = None
+
+    @staticmethod
+    def forward(ctx, x, w):
+        ctx.save_for_backward(x, w)
+        return PreviousKernels.ext.local_aggregation_forward(
+            x, w, KERNEL, STRIDE, PADDING, DILATION)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, w = ctx.saved_tensors
+        return tuple(
+            PreviousKernels.ext.local_aggregation_backward(
+                grad.contiguous(), x, w, KERNEL, STRIDE, PADDING, DILATION,
+                True, True))
 
 
 IMPLS = {'compiled': compiled, 'reference': reference}
@@ -120,20 +167,24 @@ def stage_results(shape, dtype, bandwidth, args) -> dict:
     channels, size = shape
     itemsize = torch.empty(0, dtype=getattr(torch, dtype)).element_size()
     elements = args.batch * channels * size * size
-    compiled_, reference_ = (measure(impl, shape, dtype, args)
-                             for impl in IMPLS)
+    results = {impl: measure(impl, shape, dtype, args) for impl in IMPLS}
+    compiled_, reference_ = results['compiled'], results['reference']
     row = dict(dtype=dtype, C=channels, H=size, batch=args.batch)
     for direction, per_element in FLOOR_ELEMENTS.items():
         moved = per_element * elements * itemsize
         ms = compiled_[f'{direction}_ms']
         floor_ms = moved / bandwidth / 1e6
-        row[direction] = dict(
-            ms=ms,
-            floor_ms=floor_ms,
-            floor_ratio=ms / floor_ms,
-            GBps=moved / ms / 1e6,
-            reference_ms=reference_[f'{direction}_ms'],
-            vs_reference=reference_[f'{direction}_ms'] / ms)
+        row[direction] = dict(ms=ms,
+                              floor_ms=floor_ms,
+                              floor_ratio=ms / floor_ms,
+                              GBps=moved / ms / 1e6,
+                              reference_ms=reference_[f'{direction}_ms'],
+                              vs_reference=reference_[f'{direction}_ms'] / ms)
+        if 'previous' in results:
+            previous_ms = results['previous'][f'{direction}_ms']
+            row[direction].update(previous_ms=previous_ms,
+                                  previous_floor_ratio=previous_ms / floor_ms,
+                                  vs_previous=previous_ms / ms)
     for key in ('forward_MiB', 'forward_backward_MiB'):
         row[key] = compiled_[key]
         row[f'reference_{key}'] = reference_[key]
@@ -141,6 +192,7 @@ def stage_results(shape, dtype, bandwidth, args) -> dict:
 
 
 def table(rows) -> str:
+    keys = ('ms', 'floor_ratio', 'vs_reference', 'vs_previous')
     return markdown_table([
         {
             'dtype': r['dtype'],
@@ -149,7 +201,7 @@ def table(rows) -> str:
                 f'{short} {key}': r[direction][key]
                 for direction, short in (('forward', 'fwd'),
                                          ('backward', 'bwd'))
-                for key in ('ms', 'floor_ratio', 'vs_reference')
+                for key in keys if key in r[direction]
             },
             'fwd+bwd MiB': r['forward_backward_MiB'],
             'ref MiB': r['reference_forward_backward_MiB'],
@@ -177,16 +229,15 @@ def main():
     print(table(rows))
     if args.json:
         with atomic_write(args.json, 'w') as f:
-            json.dump(
-                dict(
-                    device=device_name(args.device),
-                    torch=torch.__version__,
-                    copy_GBps=bandwidth,
-                    batch=args.batch,
-                    repeats=args.repeats,
-                    rows=rows),
-                f,
-                indent=1)
+            json.dump(dict(device=device_name(args.device),
+                           torch=torch.__version__,
+                           copy_GBps=bandwidth,
+                           batch=args.batch,
+                           repeats=args.repeats,
+                           previous_ext=args.previous_ext,
+                           rows=rows),
+                      f,
+                      indent=1)
 
 
 if __name__ == '__main__':

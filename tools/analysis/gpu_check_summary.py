@@ -32,6 +32,8 @@ GOALS = {
     'op backward floor_ratio, stage 4': (2.0, False),
     'op forward vs reference (min)': (8.0, True),
     'op backward vs reference (min)': (6.0, True),
+    'op float32 speed-up over the previous kernels (min)': (1.5, True),
+    'op float16 speed-up over the previous kernels (min)': (3.0, True),
     'CoTNet-50 fp16 training img/s vs ResNet-50': (0.75, True),
     'aggregation op share of the CoTNet-50 fp16 training step': (0.05, False),
 }
@@ -132,6 +134,15 @@ def goals(op: Optional[dict], models: Optional[dict]) -> list:
                 r[direction]['floor_ratio'] for r in late)
             measured[f'op {direction} vs reference (min)'] = min(
                 r[direction]['vs_reference'] for r in rows)
+    for dtype in ('float32', 'float16'):
+        speedups = [
+            r[direction]['vs_previous'] for r in op_rows(op, dtype)
+            for direction in ('forward', 'backward')
+            if 'vs_previous' in r[direction]
+        ]
+        if speedups:
+            measured[f'op {dtype} speed-up over the previous kernels '
+                     '(min)'] = min(speedups)
     fp16 = {
         r['model']: r
         for r in (models or {}).get('rows', []) if r['precision'] == 'fp16'

@@ -168,6 +168,34 @@ def load_benchmarks() -> list:
     return runs
 
 
+def deployment_tables() -> str:
+    """The eager / torch.compile / onnxruntime runs of
+    tools/analysis/benchmark_deploy.py in docs/benchmarks."""
+    text = []
+    for path in sorted(glob.glob(rel('docs', 'benchmarks', '*.json'))):
+        with open(path) as f:
+            run = json.load(f)
+        if 'deployment' not in run:
+            continue
+        s = run['setup']
+        text += [
+            f'Measured ({osp.relpath(path, ROOT)}, '
+            '`tools/analysis/benchmark_deploy.py`): '
+            f'{s["device"]}, torch {s["torch"]}, fp32, '
+            f'{s["shape"]}x{s["shape"]}, median of {s["repeats"]}.', '',
+            markdown_table([
+                OrderedDict([
+                    ('Model', r['model']),
+                    ('Runtime', r['runtime']),
+                    (f'img/s (batch {s["batch"]})', f'{r["img_per_s"]:.1f}'),
+                    ('vs ResNet-50', f'{r["vs_ResNet-50"]:.2f}'),
+                    ('Latency, batch 1 (ms)', f'{r["latency_ms"]:.1f}'),
+                ]) for r in run['deployment']
+            ]), ''
+        ]
+    return '\n'.join(text).strip() or 'Not measured yet.'
+
+
 def fmt(value, digits=1, unit=''):
     return '-' if value is None else f'{value:.{digits}f}{unit}'
 
@@ -443,6 +471,7 @@ def generate() -> dict:
         files[path] = replace_section(text, name, body)
 
     section('README.md', 'summary', readme_zoo(rows, benchmarks))
+    section('README.md', 'deployment', deployment_tables())
     section('configs/cotnet/README.md', 'results',
             cotnet_tables(rows, benchmarks))
     files['configs/cotnet/metafile.yml'] = dump_yaml(

@@ -1,0 +1,138 @@
+"""torch.compile (fullgraph), torch.export and the ONNX decomposition of the
+seven CoT backbones, against eager mode. The backbones have one block per
+stage at full width; the local aggregation is the custom operator
+``mmcot::local_aggregation`` throughout."""
+import copy
+
+import pytest
+import torch
+from mmengine.registry import MODELS
+
+import mmcot  # noqa: F401
+from mmcot.deployment import (ExportError, decompose_local_aggregation,
+                              export_program)
+from mmcot.models.utils import OFFICIAL_VARIANTS
+from mmcot.ops import ext_available
+
+requires_ext = pytest.mark.skipif(not ext_available(),
+                                  reason='mmcot._ext is not built')
+
+
+def build(variant):
+    torch.manual_seed(0)
+    return MODELS.build(
+        dict(OFFICIAL_VARIANTS[variant],
+             stage_blocks=(1, 1, 1, 1),
+             out_indices=(0, 1, 2, 3)))
+
+
+def loss_of(outputs):
+    """A fixed random functional of the four feature maps."""
+    g = torch.Generator().manual_seed(1)
+    return sum((o * torch.randn(o.shape, generator=g).to(o.device)).sum()
+               for o in outputs)
+
+
+def assert_close_all(got, want, **tol):
+    assert len(got) == len(want)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, **tol)
+
+
+def check_compiled(variant, backend, tol, device='cpu'):
+    """Outputs of inference and a training step, the parameter gradients
+    (against the largest gradient: a few, like the bias of a conv that a
+    BatchNorm follows, are zero up to rounding) and the BatchNorm
+    statistics of the compiled model equal eager's within ``tol``."""
+    eager = build(variant).to(device)
+    compiled_model = copy.deepcopy(eager)
+    compiled = torch.compile(compiled_model, fullgraph=True, backend=backend)
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(2))
+    x = x.to(device)
+    eager.eval()
+    compiled_model.eval()
+    with torch.no_grad():
+        assert_close_all(compiled(x), eager(x), rtol=tol, atol=tol)
+    eager.train()
+    compiled_model.train()
+    loss_of(eager(x)).backward()
+    loss_of(compiled(x)).backward()
+    scale = max(p.grad.abs().max() for p in eager.parameters())
+    for (name, p), q in zip(eager.named_parameters(),
+                            compiled_model.parameters()):
+        assert (q.grad - p.grad).abs().max() <= tol * scale, name
+    for (name, b), c in zip(eager.named_buffers(), compiled_model.buffers()):
+        torch.testing.assert_close(c, b, rtol=tol, atol=tol, msg=name)
+
+
+@requires_ext
+@pytest.mark.parametrize('variant', sorted(OFFICIAL_VARIANTS))
+def test_compile_fullgraph(variant):
+    """Dynamo captures each backbone as one graph (no break at the op),
+    AOTAutograd traces forward and backward through the op's fake and
+    autograd registrations: inference and a training step equal eager."""
+    torch._dynamo.reset()
+    check_compiled(variant, 'aot_eager', 1e-5)
+
+
+@requires_ext
+def test_compile_fullgraph_inductor():
+    """The default backend (inductor generates the rest of the graph around
+    the op) on CoTNet-50: inference and training step."""
+    torch._dynamo.reset()
+    check_compiled('cotnet50', 'inductor', 1e-3)
+
+
+@requires_ext
+@pytest.mark.skipif(not torch.cuda.is_available(),
+                    reason='needs a CUDA device')
+def test_compile_fullgraph_inductor_cuda():
+    """Inductor on the GPU (Triton around the op's CUDA kernels) on
+    CoTNet-50: inference and training step equal eager, TF32 off."""
+    torch._dynamo.reset()
+    tf32 = (torch.backends.cuda.matmul.allow_tf32,
+            torch.backends.cudnn.allow_tf32)
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    try:
+        check_compiled('cotnet50', 'inductor', 1e-3, device='cuda')
+    finally:
+        (torch.backends.cuda.matmul.allow_tf32,
+         torch.backends.cudnn.allow_tf32) = tf32
+
+
+@requires_ext
+@pytest.mark.parametrize('variant', ['cotnext50_2x48d', 'se_cotnetd_50'])
+def test_export_and_decomposition(variant):
+    """torch.export keeps the custom op and runs mmcot's kernels; the
+    program decomposed for ONNX has only standard operators; both equal
+    eager at another batch size (the batch is symbolic)."""
+    model = build(variant).eval()
+    x = torch.randn(2, 3, 64, 64)
+    program = export_program(model, (x, ), dynamic_batch=True)
+    targets = {str(n.target) for n in program.graph.nodes}
+    assert 'mmcot.local_aggregation.default' in targets
+    decomposed = decompose_local_aggregation(program)
+    assert not any('mmcot' in str(n.target) for n in decomposed.graph.nodes)
+    x5 = torch.randn(5, 3, 64, 64)
+    with torch.no_grad():
+        want = model(x5)
+        assert_close_all(program.module()(x5), want, rtol=0, atol=0)
+        assert_close_all(decomposed.module()(x5), want, rtol=1e-4, atol=1e-5)
+
+
+class DataDependent(torch.nn.Module):
+
+    def forward(self, x):
+        if x.sum() > 0:  # control flow on a value: not exportable
+            return x * 2
+        return x
+
+
+def test_unexportable_model_is_a_clear_error():
+    with pytest.raises(ExportError,
+                       match='DataDependent cannot be exported with '
+                       'torch.export'):
+        export_program(DataDependent(), (torch.randn(2, 3), ))
+    with pytest.raises(TypeError, match='example_inputs must be a tuple'):
+        export_program(build('cotnet50'), torch.randn(1, 3, 64, 64))

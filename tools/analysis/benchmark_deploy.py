@@ -1,0 +1,175 @@
+"""Inference speed of CoTNet-50 and ResNet-50 as deployed: eager PyTorch,
+``torch.compile`` and onnxruntime, measured in one run.
+
+    python tools/analysis/benchmark_deploy.py [--models CoTNet-50 ResNet-50]
+        [--batch 8] [--repeats 10] [--json OUT]
+
+Both models are ImageNet classifiers (backbone, pooling, 1000-way head),
+treated the same: fp32, 224 x 224, eval mode, the same threads
+(onnxruntime's intra-op threads = torch's). Per model and runtime:
+throughput at ``--batch`` (images/s) and latency at batch 1 (ms), medians of
+``--repeats`` timed calls taken in turns across models and runtimes (so
+that drift in the machine's speed hits all alike), after warm-up; the
+compile and export times; and the largest difference of the compiled model
+and of the ONNX file from eager, relative to the largest output (the full
+CoTNet-50 check of torch.compile and ONNX).
+"""
+import argparse
+import json
+import os.path as osp
+import statistics
+import tempfile
+import time
+
+import torch
+
+from mmcot.analysis import device_name, markdown_table
+from mmcot.analysis.classifiers import BACKBONES, build_classifier
+from mmcot.deployment import export_onnx
+from mmcot.fileio import atomic_write
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--models',
+                        nargs='+',
+                        default=['ResNet-50', 'CoTNet-50'],
+                        choices=list(BACKBONES),
+                        metavar='MODEL')
+    parser.add_argument('--batch', type=int, default=8)
+    parser.add_argument('--shape', type=int, default=224)
+    parser.add_argument('--repeats', type=int, default=10)
+    parser.add_argument('--warmup', type=int, default=2)
+    parser.add_argument('--json', help='write the measurements here')
+    args = parser.parse_args()
+    if min(args.batch, args.shape, args.repeats) < 1 or args.warmup < 0:
+        parser.error('--batch, --shape and --repeats must be >= 1')
+    if 'ResNet-50' not in args.models:
+        args.models = ['ResNet-50'] + args.models  # the reference
+    return args
+
+
+class Scores(torch.nn.Module):
+    """A classifier as images -> class scores."""
+
+    def __init__(self, classifier):
+        super().__init__()
+        self.classifier = classifier
+
+    def forward(self, images):
+        return self.classifier(images, mode='tensor')
+
+
+def relative_error(got, want) -> float:
+    got = torch.as_tensor(got)
+    return float((got - want).abs().max() / want.abs().max())
+
+
+def prepare(name, args, folder):
+    """The runtimes of one model: name -> {batch: callable}, plus the
+    compile / export times and the differences from eager."""
+    import onnxruntime
+    torch.manual_seed(0)
+    model = Scores(build_classifier(name)).eval()
+    inputs = {
+        b: torch.randn(b, 3, args.shape, args.shape)
+        for b in sorted({1, args.batch})
+    }
+    with torch.no_grad():
+        eager_out = {b: model(x) for b, x in inputs.items()}
+    info = dict(model=name)
+
+    compiled = torch.compile(model)
+    start = time.perf_counter()
+    with torch.no_grad():
+        compiled_out = {b: compiled(x) for b, x in inputs.items()}
+    info['compile_s'] = time.perf_counter() - start
+    info['compiled_vs_eager'] = max(
+        relative_error(compiled_out[b], eager_out[b]) for b in inputs)
+
+    path = osp.join(folder, f'{name}.onnx')
+    start = time.perf_counter()
+    export_onnx(model, (inputs[max(inputs)], ), path, dynamic_batch=True)
+    info['onnx_export_s'] = time.perf_counter() - start
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()
+    session = onnxruntime.InferenceSession(path,
+                                           options,
+                                           providers=['CPUExecutionProvider'])
+    feed = session.get_inputs()[0].name
+    info['onnx_vs_eager'] = max(
+        relative_error(session.run(None, {feed: x.numpy()})[0], eager_out[b])
+        for b, x in inputs.items())
+
+    def no_grad(fn):
+
+        def call(x):
+            with torch.no_grad():
+                fn(x)
+
+        return call
+
+    runtimes = {
+        'eager': no_grad(model),
+        'compiled': no_grad(compiled),
+        'onnxruntime': lambda x: session.run(None, {feed: x.numpy()}),
+    }
+    return info, runtimes, inputs
+
+
+def main():
+    args = parse_args()
+    with tempfile.TemporaryDirectory() as folder:
+        prepared = [prepare(name, args, folder) for name in args.models]
+        times = {}
+        for round_ in range(args.warmup + args.repeats):
+            for info, runtimes, inputs in prepared:
+                for runtime, call in runtimes.items():
+                    for batch, x in inputs.items():
+                        start = time.perf_counter()
+                        call(x)
+                        elapsed = (time.perf_counter() - start) * 1e3
+                        if round_ >= args.warmup:
+                            times.setdefault((info['model'], runtime, batch),
+                                             []).append(elapsed)
+    rows = []
+    for info, runtimes, _ in prepared:
+        for runtime in runtimes:
+            batch_ms = statistics.median(times[(info['model'], runtime,
+                                                args.batch)])
+            rows.append(
+                dict(model=info['model'],
+                     runtime=runtime,
+                     img_per_s=args.batch / batch_ms * 1e3,
+                     latency_ms=statistics.median(times[(info['model'],
+                                                         runtime, 1)])))
+    for row in rows:
+        reference = next(
+            r for r in rows
+            if r['model'] == 'ResNet-50' and r['runtime'] == row['runtime'])
+        row['vs_ResNet-50'] = row['img_per_s'] / reference['img_per_s']
+    checks = [info for info, _, _ in prepared]
+    setup = dict(device=device_name('cpu'),
+                 torch=torch.__version__,
+                 batch=args.batch,
+                 shape=args.shape,
+                 repeats=args.repeats,
+                 warmup=args.warmup)
+    print(f'{setup["device"]}, torch {setup["torch"]}, fp32, '
+          f'{args.shape}x{args.shape}: images/s at batch {args.batch}, '
+          f'latency at batch 1; median of {args.repeats}')
+    print(markdown_table(rows))
+    print(
+        markdown_table([{
+            k: f'{v:.1e}' if k.endswith('_vs_eager') else v
+            for k, v in info.items()
+        } for info in checks]))
+    if args.json:
+        with atomic_write(args.json, 'w') as f:
+            json.dump(dict(setup=setup, deployment=rows, checks=checks),
+                      f,
+                      indent=1)
+
+
+if __name__ == '__main__':
+    main()
