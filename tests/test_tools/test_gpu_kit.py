@@ -41,6 +41,9 @@ def test_gpu_check_runs_every_step_on_a_cpu(smoke):
             assert d['floor_ratio'] == pytest.approx(d['ms'] / d['floor_ms'])
             assert d['vs_reference'] == pytest.approx(d['reference_ms'] /
                                                       d['ms'])
+            assert 0 < d['overhead_ms']
+            assert d['net_floor_ratio'] == pytest.approx(
+                max(d['ms'] - d['overhead_ms'], 0) / d['floor_ms'])
     models = summary['model_benchmark']
     assert [r['model'] for r in models['rows']] == [
         'ResNet-50', 'ResNeXt-50 (32x4d)', 'ResNeSt-50', 'CoTNet-50',

@@ -17,7 +17,10 @@ weight, both gradients; E = N*C*H*W) over the device copy bandwidth
 measured in the same run; ``floor_ratio`` is time over that floor.
 ``--previous-ext`` also times the kernels of an earlier commit, built by
 tools/analysis/build_previous_kernels.py, interleaved with the current
-ones; ``vs_previous`` is their time over the current kernels'.
+ones; ``vs_previous`` is their time over the current kernels'. ``overhead_ms``
+is the time of the same call on a one-pixel input (dispatch, autograd and
+kernel launches, which a GPU's small stages are made of);
+``net_floor_ratio`` is (time - overhead) over the floor.
 """
 import argparse
 import importlib.util
@@ -119,39 +122,52 @@ class PreviousKernels(torch.autograd.Function):
 IMPLS = {'compiled': compiled, 'reference': reference}
 
 
-def run_case(impl, shape, dtype, args):
-    """Median forward and backward time (ms) and peak memory (MiB) of the
-    forward and of forward + backward, for one implementation."""
-    channels, size = shape
+def make_inputs(batch, channels, size, dtype, device):
+    """Input (N, C, H, W) and weights (N, 1, C/8, 9, H, W) of one stage."""
     g = torch.Generator().manual_seed(0)
-    x = torch.randn(args.batch, channels, size, size, generator=g)
-    w = torch.randn(args.batch, 1, channels // 8, 9, size, size, generator=g)
-    x = x.to(args.device, getattr(torch, dtype)).requires_grad_()
-    w = w.to(args.device, getattr(torch, dtype)).requires_grad_()
+    x = torch.randn(batch, channels, size, size, generator=g)
+    w = torch.randn(batch, 1, channels // 8, 9, size, size, generator=g)
+    return (x.to(device, getattr(torch, dtype)).requires_grad_(),
+            w.to(device, getattr(torch, dtype)).requires_grad_())
+
+
+def directions_ms(fn, x, w, args, before=None) -> dict:
+    """Median forward time and backward time (both gradients, from a
+    retained graph) of ``fn(x, w)`` in ms."""
     grad = torch.ones_like(x)
+    result = dict(
+        forward_ms=median_ms(lambda: fn(x, w), args.device, args.warmup,
+                             args.repeats, before))
+    y = fn(x, w)
+    result['backward_ms'] = median_ms(
+        lambda: torch.autograd.grad(y, (x, w), grad, retain_graph=True),
+        args.device, args.warmup, args.repeats, before)
+    return result
+
+
+def run_case(impl, shape, dtype, args):
+    """Median forward and backward time (ms), the time of a call on a
+    one-pixel input (what a call costs besides moving the data: dispatch,
+    autograd, launches) and peak memory (MiB) of the forward and of
+    forward + backward, for one implementation."""
+    x, w = make_inputs(args.batch, *shape, dtype, args.device)
     fn = IMPLS[impl]
-    flush = cache_flusher(args.device)
 
     def forward():
         return fn(x, w)
 
     def forward_backward():
-        torch.autograd.grad(fn(x, w), (x, w), grad)
+        torch.autograd.grad(fn(x, w), (x, w), torch.ones_like(x))
 
     if args.device.startswith('cuda'):
         forward_backward()  # CUDA context and kernels are not the op's
     result = dict(
         forward_MiB=peak_memory_mib(forward, args.device),
         forward_backward_MiB=peak_memory_mib(forward_backward, args.device),
-        forward_ms=median_ms(
-            forward, args.device, args.warmup, args.repeats, before=flush))
-    y = fn(x, w)
-    result['backward_ms'] = median_ms(
-        lambda: torch.autograd.grad(y, (x, w), grad, retain_graph=True),
-        args.device,
-        args.warmup,
-        args.repeats,
-        before=flush)
+        **directions_ms(fn, x, w, args, before=cache_flusher(args.device)))
+    tiny = make_inputs(1, 8, 1, dtype, args.device)
+    for direction, ms in directions_ms(fn, *tiny, args).items():
+        result[direction.replace('_ms', '_overhead_ms')] = ms
     return result
 
 
@@ -174,17 +190,22 @@ def stage_results(shape, dtype, bandwidth, args) -> dict:
         moved = per_element * elements * itemsize
         ms = compiled_[f'{direction}_ms']
         floor_ms = moved / bandwidth / 1e6
-        row[direction] = dict(ms=ms,
-                              floor_ms=floor_ms,
-                              floor_ratio=ms / floor_ms,
-                              GBps=moved / ms / 1e6,
-                              reference_ms=reference_[f'{direction}_ms'],
-                              vs_reference=reference_[f'{direction}_ms'] / ms)
+        overhead_ms = compiled_[f'{direction}_overhead_ms']
+        row[direction] = dict(
+            ms=ms,
+            floor_ms=floor_ms,
+            floor_ratio=ms / floor_ms,
+            overhead_ms=overhead_ms,
+            net_floor_ratio=max(ms - overhead_ms, 0) / floor_ms,
+            GBps=moved / ms / 1e6,
+            reference_ms=reference_[f'{direction}_ms'],
+            vs_reference=reference_[f'{direction}_ms'] / ms)
         if 'previous' in results:
             previous_ms = results['previous'][f'{direction}_ms']
-            row[direction].update(previous_ms=previous_ms,
-                                  previous_floor_ratio=previous_ms / floor_ms,
-                                  vs_previous=previous_ms / ms)
+            row[direction].update(
+                previous_ms=previous_ms,
+                previous_floor_ratio=previous_ms / floor_ms,
+                vs_previous=previous_ms / ms)
     for key in ('forward_MiB', 'forward_backward_MiB'):
         row[key] = compiled_[key]
         row[f'reference_{key}'] = reference_[key]
@@ -192,7 +213,8 @@ def stage_results(shape, dtype, bandwidth, args) -> dict:
 
 
 def table(rows) -> str:
-    keys = ('ms', 'floor_ratio', 'vs_reference', 'vs_previous')
+    keys = ('ms', 'floor_ratio', 'net_floor_ratio', 'vs_reference',
+            'vs_previous')
     return markdown_table([
         {
             'dtype': r['dtype'],
