@@ -12,7 +12,7 @@ from mmengine.config import Config
 
 from mmcot.engine import (add_runner_arguments, build_runner,
                           exit_on_file_errors, parse_runner_args,
-                          prepare_config)
+                          prepare_config, resume_checkpoint)
 
 
 def parse_args():
@@ -23,7 +23,8 @@ def parse_args():
         nargs='?',
         const='auto',
         help='resume from this checkpoint, or without a value from the '
-        'latest checkpoint in the work directory')
+        'one last_checkpoint names in the work directory (if it does not '
+        'load, the newest intact one)')
     parser.add_argument(
         '--amp', action='store_true', help='mixed-precision training')
     parser.add_argument(
@@ -54,6 +55,8 @@ def main():
         cfg.resume, cfg.load_from = True, args.resume
     cfg = prepare_config(cfg, args.config, args.launcher, args.work_dir,
                          args.cfg_options)
+    if args.resume == 'auto':
+        cfg.load_from = resume_checkpoint(cfg.work_dir)
     build_runner(cfg).train()
 
 

@@ -9,6 +9,8 @@ from typing import Callable, Iterable, Iterator, Optional, Tuple
 import torch
 from mmengine.config import Config, DictAction
 
+from .interrupted_runs import use_atomic_checkpoints
+
 DEMO_DATA = {
     'data/shapes_cls': 'python tools/dataset_converters/make_shapes.py cls '
     'data/shapes_cls',
@@ -124,7 +126,8 @@ def prepare_config(
     gloo process group for a ``pytorch``-launched run on a machine without
     GPUs (MMEngine's own start-up assumes one GPU per process), and checks
     the data roots of the dataloaders of ``splits`` and, for training, the
-    model's local Pretrained checkpoints.
+    model's local Pretrained checkpoints. Checkpoints are written whole or
+    not at all (:func:`use_atomic_checkpoints`).
     """
     cfg.launcher = launcher
     if work_dir is not None:
@@ -134,6 +137,7 @@ def prepare_config(
                                 osp.splitext(osp.basename(config_path))[0])
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
+    use_atomic_checkpoints(cfg)
     if launcher == 'pytorch' and not torch.cuda.is_available():
         _init_cpu_process_group(cfg)
     if not cfg.get('val_cfg'):
