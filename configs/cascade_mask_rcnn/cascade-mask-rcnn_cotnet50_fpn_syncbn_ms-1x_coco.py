@@ -13,3 +13,7 @@ model = dict(
     data_preprocessor={{_base_.cot_data_preprocessor}},
     backbone={{_base_.cot_backbone}},
     neck=dict(norm_cfg={{_base_.cot_norm_cfg}}))
+
+# checkpoints written whole or not at all (mmcot's atomic_local backend)
+default_hooks = dict(
+    checkpoint=dict(backend_args=dict(backend='atomic_local')))

@@ -72,5 +72,9 @@ test_cfg = dict()
 
 default_hooks = dict(
     logger=dict(interval=10),
-    checkpoint=dict(interval=5, max_keep_ckpts=2, save_best='auto'))
+    checkpoint=dict(
+        interval=5,
+        max_keep_ckpts=2,
+        save_best='auto',
+        backend_args=dict(backend='atomic_local')))
 randomness = dict(seed=0)

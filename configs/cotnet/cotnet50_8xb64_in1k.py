@@ -33,3 +33,7 @@ param_scheduler = [
     dict(type='CosineAnnealingLR', T_max=95, by_epoch=True, begin=5, end=100),
 ]
 auto_scale_lr = dict(base_batch_size=512)
+
+# checkpoints written whole or not at all (mmcot's atomic_local backend)
+default_hooks = dict(
+    checkpoint=dict(backend_args=dict(backend='atomic_local')))

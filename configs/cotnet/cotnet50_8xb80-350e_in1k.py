@@ -114,3 +114,7 @@ test_cfg = dict()
 auto_scale_lr = dict(base_batch_size=640)
 
 custom_hooks = [dict(type='EMAHook', momentum=1e-4, priority='ABOVE_NORMAL')]
+
+# checkpoints written whole or not at all (mmcot's atomic_local backend)
+default_hooks = dict(
+    checkpoint=dict(backend_args=dict(backend='atomic_local')))

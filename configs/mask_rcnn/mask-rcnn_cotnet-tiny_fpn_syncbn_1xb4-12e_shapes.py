@@ -89,5 +89,8 @@ param_scheduler = [
 ]
 default_hooks = dict(
     logger=dict(interval=20),
-    checkpoint=dict(interval=4, max_keep_ckpts=2))
+    checkpoint=dict(
+        interval=4,
+        max_keep_ckpts=2,
+        backend_args=dict(backend='atomic_local')))
 randomness = dict(seed=0)

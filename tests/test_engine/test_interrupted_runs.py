@@ -2,6 +2,7 @@
 the newest intact checkpoint, and the demo killed (SIGKILL) during an
 iteration, a validation and a checkpoint save, resumed each time to the
 state of an uninterrupted run."""
+import glob
 import os
 import os.path as osp
 import shutil
@@ -13,8 +14,8 @@ from mmengine.config import Config
 from mmengine.fileio import get_file_backend
 
 from mmcot.engine import (AtomicLocalBackend, CheckpointError,
-                          load_local_checkpoint, resume_checkpoint,
-                          use_atomic_checkpoints)
+                          interrupted_runs, load_local_checkpoint,
+                          resume_checkpoint, use_atomic_checkpoints)
 
 from ..conftest import REPO, free_port, run_tool
 from ..test_tools.test_train_test_tools import (DEMO, assert_same_state,
@@ -69,17 +70,23 @@ def test_resume_takes_what_last_checkpoint_names(tmp_path):
     assert resume_checkpoint(str(tmp_path)) == str(tmp_path / 'epoch_2.pth')
 
 
-def test_resume_falls_back_to_the_newest_intact_checkpoint(tmp_path, capsys):
+def test_resume_falls_back_to_the_newest_intact_checkpoint(
+        tmp_path, monkeypatch):
+    logged = []
+    monkeypatch.setattr(interrupted_runs, 'print_log',
+                        lambda message, **kwargs: logged.append(message))
     for epoch in (2, 9, 10, 11):
         save(tmp_path / f'epoch_{epoch}.pth', epoch)
     truncate(tmp_path / 'epoch_11.pth')
     truncate(tmp_path / 'epoch_10.pth')
     point(tmp_path, 'epoch_11.pth')
     assert resume_checkpoint(str(tmp_path)) == str(tmp_path / 'epoch_9.pth')
-    log = capsys.readouterr().out
-    assert f'names {tmp_path / "epoch_11.pth"}, which cannot be resumed' in log
-    assert 'truncated' in log or 'central directory' in log
-    assert f'resuming from {tmp_path / "epoch_9.pth"}' in log
+    assert len(logged) == 2
+    assert f'names {tmp_path / "epoch_11.pth"}, which cannot be resumed' in (
+        logged[0])
+    assert 'truncated' in logged[0] or 'central directory' in logged[0]
+    assert logged[1] == (f'resuming from {tmp_path / "epoch_9.pth"}, the '
+                         'newest intact checkpoint')
 
 
 def test_resume_without_last_checkpoint(tmp_path):
@@ -217,3 +224,16 @@ def test_two_process_run_with_a_killed_rank_ends_and_resumes(
     assert 'resumed epoch: 1' in result.stdout + result.stderr
     assert load_local_checkpoint(osp.join(work_dir,
                                           'epoch_3.pth'))['meta']['epoch'] == 3
+
+
+CONFIGS = sorted(
+    glob.glob(osp.join(REPO, 'configs', '*', '*.py')))
+
+
+def test_every_config_writes_checkpoints_atomically():
+    """Whatever launches them (tools/train.py, mim, a user's script), the
+    configs' checkpoint hook writes through the atomic backend."""
+    assert len(CONFIGS) >= 46
+    for path in CONFIGS:
+        hook = Config.fromfile(path).default_hooks.checkpoint
+        assert hook.backend_args == dict(backend='atomic_local'), path
