@@ -18,9 +18,17 @@ def model_index_path() -> str:
     return ''
 
 
+#: the metafile of the classification configs, the only ones mmpretrain's
+#: model hub can build (the detection configs are mmdet's)
+CLASSIFICATION_METAFILE = osp.join('configs', 'cotnet', 'metafile.yml')
+
+
 def register_models() -> None:
-    """Register mmcot's metafiles with ``mmpretrain.apis.ModelHub``."""
+    """Register mmcot's classification metafile with
+    ``mmpretrain.apis.ModelHub``."""
     from mmpretrain.apis import ModelHub
     path = model_index_path()
     if path:
-        ModelHub.register_model_index(path, config_prefix=osp.dirname(path))
+        root = osp.dirname(path)
+        ModelHub.register_model_index(
+            osp.join(root, CLASSIFICATION_METAFILE), config_prefix=root)
