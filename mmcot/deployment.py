@@ -17,6 +17,19 @@ from mmcot.fileio import atomic_write
 from mmcot.ops.local_aggregation import local_aggregation_decomposed
 
 
+class ClassScores(torch.nn.Module):
+    """An mmpretrain classifier as a plain module: images (N, 3, H, W) in,
+    class scores (N, num_classes) out (``classifier(images,
+    mode='tensor')``), what is exported, compiled and counted."""
+
+    def __init__(self, classifier: torch.nn.Module):
+        super().__init__()
+        self.classifier = classifier
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.classifier(images, mode='tensor')
+
+
 class ExportError(RuntimeError):
     """A model that cannot be exported; the message says what and why."""
 

@@ -113,10 +113,9 @@ DEFAULT_PREVIOUS=build/previous_kernels/mmcot_previous_ext.so
 if [ -n "${PREVIOUS_EXT:-}" ]; then
   PREVIOUS=(--previous-ext "$PREVIOUS_EXT")
 elif [ -f "$DEFAULT_PREVIOUS" ]; then
-  if "$PY" -c 'import importlib.util as u, sys, torch
-spec = u.spec_from_file_location("mmcot_previous_ext", sys.argv[1])
-spec.loader.exec_module(u.module_from_spec(spec))' "$DEFAULT_PREVIOUS" \
-      2>/dev/null; then
+  if "$PY" -c 'import sys; sys.path.insert(0, "tools/analysis")
+from benchmark_op import load_module; load_module(sys.argv[1])' \
+      "$DEFAULT_PREVIOUS" 2>/dev/null; then
     PREVIOUS=(--previous-ext "$DEFAULT_PREVIOUS")
   else
     echo "[gpu_check] $DEFAULT_PREVIOUS does not load in $PY (built for" \

@@ -13,6 +13,8 @@ import torch
 from mmengine.analysis import FlopAnalyzer
 from mmengine.analysis.jit_handles import get_shape
 
+from mmcot.deployment import ClassScores
+
 
 def local_aggregation_flop_jit(inputs: List[Any], outputs: List[Any]) -> int:
     """Multiply-adds of one local aggregation: ``numel(out) * K*K``.
@@ -50,17 +52,6 @@ def cot_flop_analyzer(model: torch.nn.Module, inputs) -> FlopAnalyzer:
     return analyzer
 
 
-class _Classifier(torch.nn.Module):
-    """An mmpretrain classifier as a plain images -> logits module."""
-
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
-
-    def forward(self, images):
-        return self.model(images, mode='tensor')
-
-
 def model_complexity(cfg, shape) -> dict:
     """Params and FLOPs of a config's model for one (3, H, W) image.
 
@@ -81,7 +72,7 @@ def model_complexity(cfg, shape) -> dict:
     if cfg.get('default_scope') == 'mmdet':
         counted, what = model.backbone, 'backbone'
     else:
-        counted, what = _Classifier(model), 'classifier'
+        counted, what = ClassScores(model), 'classifier'
     analyzer = cot_flop_analyzer(counted, (torch.randn(1, 3, *shape), ))
     analyzer.unsupported_ops_warnings(False)
     analyzer.uncalled_modules_warnings(False)

@@ -25,7 +25,7 @@ import torch
 
 from mmcot.analysis import device_name, markdown_table
 from mmcot.analysis.classifiers import BACKBONES, build_classifier
-from mmcot.deployment import export_onnx
+from mmcot.deployment import ClassScores, export_onnx
 from mmcot.fileio import atomic_write
 
 
@@ -49,17 +49,6 @@ def parse_args():
     return args
 
 
-class Scores(torch.nn.Module):
-    """A classifier as images -> class scores."""
-
-    def __init__(self, classifier):
-        super().__init__()
-        self.classifier = classifier
-
-    def forward(self, images):
-        return self.classifier(images, mode='tensor')
-
-
 def relative_error(got, want) -> float:
     got = torch.as_tensor(got)
     return float((got - want).abs().max() / want.abs().max())
@@ -70,7 +59,7 @@ def prepare(name, args, folder):
     compile / export times and the differences from eager."""
     import onnxruntime
     torch.manual_seed(0)
-    model = Scores(build_classifier(name)).eval()
+    model = ClassScores(build_classifier(name)).eval()
     inputs = {
         b: torch.randn(b, 3, args.shape, args.shape)
         for b in sorted({1, args.batch})

@@ -20,7 +20,7 @@ import os.path as osp
 import torch
 from mmengine.config import Config, DictAction
 
-from mmcot.deployment import ExportError, export_onnx, verify_onnx
+from mmcot.deployment import ClassScores, ExportError, export_onnx, verify_onnx
 from mmcot.engine import check_checkpoint_matches, exit_on_file_errors
 
 TOLERANCE = 1e-4
@@ -62,17 +62,6 @@ def parse_args():
     if min(args.shape) < 1 or args.batch < 1:
         parser.error('--shape and --batch must be positive')
     return args
-
-
-class ClassScores(torch.nn.Module):
-    """An mmpretrain classifier as images -> class scores."""
-
-    def __init__(self, classifier: torch.nn.Module):
-        super().__init__()
-        self.classifier = classifier
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.classifier(images, mode='tensor')
 
 
 def build_model(cfg: Config) -> torch.nn.Module:
