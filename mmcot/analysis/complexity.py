@@ -35,6 +35,12 @@ COT_FLOP_HANDLES = {
 }
 
 
+#: the names FlopAnalyzer.by_operator() gives the handled operators
+#: (without their namespace)
+AGGREGATION_OPERATORS = tuple(
+    name.split('::')[-1] for name in COT_FLOP_HANDLES)
+
+
 def cot_flop_analyzer(model: torch.nn.Module, inputs) -> FlopAnalyzer:
     """A FlopAnalyzer that also counts the local aggregation.
 
@@ -81,6 +87,6 @@ def model_complexity(cfg, shape) -> dict:
         shape=list(shape),
         params=parameter_count(counted)[''],
         flops=analyzer.total(),
-        aggregation_flops=sum(v for k, v in analyzer.by_operator().items()
-                              if 'LocalAggregation' in k),
+        aggregation_flops=sum(analyzer.by_operator().get(name, 0)
+                              for name in AGGREGATION_OPERATORS),
         analyzer=analyzer)
