@@ -131,7 +131,7 @@ if __name__ == '__main__':
         long_description=open(osp.join(ROOT, 'README.md')).read(),
         long_description_content_type='text/markdown',
         license='Apache License 2.0',
-        packages=find_packages(exclude=('configs', 'tools', 'tests')),
+        packages=find_packages(include=('mmcot', 'mmcot.*')),
         include_package_data=True,
         package_data={'mmcot': ['.mim/model-index.yml', '.mim/configs/*/*.py',
                                 '.mim/configs/_base_/*/*.py',

@@ -63,3 +63,36 @@ def test_sdist_holds_every_source_and_requirement_file(tmp_path):
     assert any(n.endswith('.cuh') for n in needed)
     missing = sorted(set(needed) - names)
     assert not missing, missing
+
+
+def test_wheel_holds_mmcot_with_its_mim_files_only(tmp_path):
+    """A wheel installs the ``mmcot`` package alone (no top-level ``tests``
+    beside it in site-packages) with the configs, tools and model index
+    mim reads from ``mmcot/.mim``."""
+    import zipfile
+    source = tmp_path / 'src'
+    files = tracked_files()
+    for name in files:
+        os.makedirs(source / osp.dirname(name), exist_ok=True)
+        shutil.copy(osp.join(REPO, name), source / name)
+    subprocess.run([sys.executable, 'setup.py', '-q', 'bdist_wheel', '-d',
+                    str(tmp_path / 'dist')],
+                   cwd=source,
+                   env=dict(os.environ, MMCOT_WITH_OPS='0'),
+                   check=True,
+                   capture_output=True)
+    [wheel] = glob.glob(str(tmp_path / 'dist' / 'mmcot-*.whl'))
+    with zipfile.ZipFile(wheel) as archive:
+        names = archive.namelist()
+    assert {n.split('/')[0] for n in names} == {
+        'mmcot', next(n.split('/')[0] for n in names
+                      if '.dist-info/' in n)
+    }
+    mim_files = {n[len('mmcot/.mim/'):] for n in names
+                 if n.startswith('mmcot/.mim/')}
+    expected = {
+        n for n in files
+        if n.startswith('configs/') and n.endswith(('.py', '.yml'))
+        or n.startswith('tools/') and n.endswith(('.py', '.sh'))
+    } | {'model-index.yml'}
+    assert not expected - mim_files, sorted(expected - mim_files)

@@ -63,9 +63,9 @@ install_verified_stack() {
     echo "[install] mmcv from $wheel"
     pip_install "$wheel"
   fi
-  echo "[install] runtime, deployment and test requirements"
+  echo "[install] runtime, deployment, tools and test requirements"
   pip_install -r requirements/runtime.txt -r requirements/deployment.txt \
-    -r requirements/tests.txt
+    -r requirements/tools.txt -r requirements/tests.txt
 }
 
 fail() { echo "error: $*" >&2; exit 1; }

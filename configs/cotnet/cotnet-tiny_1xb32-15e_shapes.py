@@ -78,3 +78,10 @@ default_hooks = dict(
         save_best='auto',
         backend_args=dict(backend='atomic_local')))
 randomness = dict(seed=0)
+
+# mmpretrain's default visualizer without the scope key its mmpretrain::
+# base adds: mmpretrain's browse_dataset passes every key to the class
+visualizer = dict(
+    _delete_=True,
+    type='UniversalVisualizer',
+    vis_backends=[dict(type='LocalVisBackend')])

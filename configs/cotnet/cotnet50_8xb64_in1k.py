@@ -37,3 +37,10 @@ auto_scale_lr = dict(base_batch_size=512)
 # checkpoints written whole or not at all (mmcot's atomic_local backend)
 default_hooks = dict(
     checkpoint=dict(backend_args=dict(backend='atomic_local')))
+
+# mmpretrain's default visualizer without the scope key its mmpretrain::
+# base adds: mmpretrain's browse_dataset passes every key to the class
+visualizer = dict(
+    _delete_=True,
+    type='UniversalVisualizer',
+    vis_backends=[dict(type='LocalVisBackend')])

@@ -118,3 +118,10 @@ custom_hooks = [dict(type='EMAHook', momentum=1e-4, priority='ABOVE_NORMAL')]
 # checkpoints written whole or not at all (mmcot's atomic_local backend)
 default_hooks = dict(
     checkpoint=dict(backend_args=dict(backend='atomic_local')))
+
+# mmpretrain's default visualizer without the scope key its mmpretrain::
+# base adds: mmpretrain's browse_dataset passes every key to the class
+visualizer = dict(
+    _delete_=True,
+    type='UniversalVisualizer',
+    vis_backends=[dict(type='LocalVisBackend')])

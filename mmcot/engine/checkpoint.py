@@ -188,11 +188,12 @@ def register_checkpoint_loader() -> None:
 
 def check_checkpoint_matches(model: torch.nn.Module, filename: str) -> None:
     """Raise ValueError unless the checkpoint's state dict has exactly the
-    keys and shapes of ``model`` (a ``module.`` wrapper is ignored)."""
-    from mmengine.model import is_model_wrapper
+    keys and shapes of ``model`` (a wrapper's ``module.``, as of DDP or a
+    test-time-augmentation model, is ignored, as MMEngine does)."""
+    from mmengine.model import BaseTTAModel, is_model_wrapper
 
     from mmcot.models.utils import check_state_dict, load_state_dict_from
-    if is_model_wrapper(model):
+    while is_model_wrapper(model) or isinstance(model, BaseTTAModel):
         model = model.module
     check_state_dict(model.state_dict(), load_state_dict_from(filename),
                      f'checkpoint {filename} and the config\'s model')

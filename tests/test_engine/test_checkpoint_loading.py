@@ -215,3 +215,30 @@ def test_plain_state_dict_is_left_to_torch(tmp_path):
     assert torch.equal(
         load_local_checkpoint(str(tmp_path / 'plain.pth'))['w'],
         torch.arange(3.))
+
+
+def test_files_torch_loads_load_as_mmengine_alone_loads_them(tmp_path):
+    """What MMEngine loads without mmcot (torch.load, weights only) loads
+    the same with it: state dicts in the zip and the legacy format, with
+    and without map_location; other schemes keep MMEngine's loaders."""
+    from mmengine.runner.checkpoint import CheckpointLoader, load_from_local
+    state = OrderedDict(w=torch.arange(6.).view(2, 3), n=torch.tensor(3))
+    state._metadata = OrderedDict({'': {'version': 2}})
+    paths = []
+    for legacy in (False, True):
+        path = str(tmp_path / f'legacy_{legacy}.pth')
+        torch.save({'state_dict': state, 'meta': {'epoch': 3}}, path,
+                   _use_new_zipfile_serialization=not legacy)
+        paths.append(path)
+    for path in paths:
+        for map_location in (None, 'cpu', lambda storage, _: storage):
+            assert_identical(
+                CheckpointLoader.load_checkpoint(path, map_location),
+                load_from_local(path, map_location))
+    assert CheckpointLoader._get_checkpoint_loader(
+        paths[0]) is load_local_checkpoint
+    for url in ('http://a/b.pth', 'https://a/b.pth', 'open-mmlab://resnet50',
+                'torchvision://resnet50', 'pavi://a/b.pth', 's3://a/b.pth'):
+        loader = CheckpointLoader._get_checkpoint_loader(url)
+        assert loader is not load_local_checkpoint, url
+        assert loader.__module__ == 'mmengine.runner.checkpoint', url

@@ -1,45 +1,14 @@
 """Detection through the tools a user already has: tools/train.py and
 tools/test.py, tools/dist_train.sh, mim, DetInferencer."""
+import os
 import os.path as osp
+import pickle
 
 import pytest
+import torch
 
 from ..conftest import MIM, free_port, needs_mim, run_tool
-
-MASK_DEMO = 'configs/mask_rcnn/mask-rcnn_cotnet-tiny_fpn_syncbn_1xb4-12e_shapes.py'
-FASTER_DEMO = ('configs/faster_rcnn/'
-               'faster-rcnn_cotnet-tiny_fpn_syncbn_1xb4-12e_shapes.py')
-
-
-def det_options(data_root, epochs=1, **extra):
-    root = data_root.rstrip('/') + '/'
-    options = {
-        'train_dataloader.dataset.data_root': root,
-        'val_dataloader.dataset.data_root': root,
-        'test_dataloader.dataset.data_root': root,
-        'val_evaluator.ann_file': root + 'annotations/instances_val.json',
-        'test_evaluator.ann_file': root + 'annotations/instances_val.json',
-        'train_dataloader.num_workers': 0,
-        'train_dataloader.persistent_workers': False,
-        'val_dataloader.num_workers': 0,
-        'val_dataloader.persistent_workers': False,
-        'test_dataloader.num_workers': 0,
-        'test_dataloader.persistent_workers': False,
-        'train_cfg.max_epochs': epochs,
-        'train_cfg.val_interval': 1,
-        'default_hooks.checkpoint.interval': 1,
-        'default_hooks.logger.interval': 1,
-    }
-    options.update(extra)
-    return ['--cfg-options'] + [f'{k}={v}' for k, v in options.items()]
-
-
-@pytest.fixture(scope='module')
-def mask_run(shapes_coco, tmp_path_factory):
-    work_dir = str(tmp_path_factory.mktemp('mask_demo'))
-    result = run_tool('tools/train.py', MASK_DEMO, '--work-dir', work_dir,
-                      *det_options(shapes_coco))
-    return work_dir, result.stdout + result.stderr
+from .conftest import FASTER_DEMO, MASK_DEMO, det_options
 
 
 def test_mask_demo_trains_and_evaluates_with_coco_metrics(mask_run):
@@ -109,3 +78,75 @@ def test_missing_pretrained_checkpoint_fails_at_once(shapes_coco, tmp_path):
             "'checkpoints/cotnet50_mmcot.pth', which does not exist"
             in result.stderr)
     assert 'cotnet_to_mmcot.py' in result.stderr
+
+
+def test_test_tool_draws_detections(mask_run, shapes_coco, tmp_path):
+    """--show-dir: every val image, drawn with its ground truth beside the
+    predictions, under its own name, in the folder given."""
+    import mmcv
+    work_dir, _ = mask_run
+    show_dir = tmp_path / 'drawn'
+    run_tool('tools/test.py', MASK_DEMO, osp.join(work_dir, 'epoch_1.pth'),
+             '--work-dir', str(tmp_path / 'work'), '--show-dir',
+             str(show_dir), *det_options(shapes_coco))
+    val_images = sorted(os.listdir(osp.join(shapes_coco, 'val')))
+    assert sorted(os.listdir(show_dir)) == val_images
+    for name in val_images:
+        source = mmcv.imread(osp.join(shapes_coco, 'val', name))
+        drawn = mmcv.imread(str(show_dir / name))
+        # ground truth | predictions, side by side
+        assert drawn.shape[0] == source.shape[0]
+        assert drawn.shape[1] == 2 * source.shape[1]
+
+
+@pytest.fixture(scope='module')
+def faster_checkpoint(mask_run, tmp_path_factory):
+    """The mask demo's weights without the mask branch: the Faster R-CNN
+    demo's model."""
+    from mmcot.engine import load_local_checkpoint
+    work_dir, _ = mask_run
+    state_dict = load_local_checkpoint(osp.join(work_dir,
+                                                'epoch_1.pth'))['state_dict']
+    path = str(tmp_path_factory.mktemp('faster') / 'faster.pth')
+    torch.save({
+        'state_dict': {
+            k: v
+            for k, v in state_dict.items() if not k.startswith('roi_head.mask')
+        }
+    }, path)
+    return path
+
+
+def test_test_tool_tta_merges_flipped_boxes(faster_checkpoint, shapes_coco,
+                                            tmp_path):
+    run_tool('tools/test.py', FASTER_DEMO, faster_checkpoint, '--work-dir',
+             str(tmp_path), '--out', str(tmp_path / 'plain.pkl'),
+             *det_options(shapes_coco))
+    result = run_tool('tools/test.py', FASTER_DEMO, faster_checkpoint,
+                      '--work-dir', str(tmp_path), '--tta', '--out',
+                      str(tmp_path / 'tta.pkl'), *det_options(shapes_coco))
+    assert 'bbox_mAP_copypaste' in result.stdout + result.stderr
+    with open(tmp_path / 'plain.pkl', 'rb') as f:
+        plain = pickle.load(f)
+    with open(tmp_path / 'tta.pkl', 'rb') as f:
+        tta = pickle.load(f)
+    assert [p['img_path'] for p in tta] == [p['img_path'] for p in plain]
+    for merged, single in zip(tta, plain):
+        boxes = merged['pred_instances']['bboxes']
+        height, width = merged['ori_shape']
+        assert 0 < len(boxes) <= 100
+        xs, ys = boxes[:, 0::2], boxes[:, 1::2]
+        assert xs.min() >= -1 and xs.max() <= width + 1
+        assert ys.min() >= -1 and ys.max() <= height + 1
+        assert not torch.equal(boxes, single['pred_instances']['bboxes'])
+
+
+def test_test_tool_refuses_tta_of_masks(mask_run, shapes_coco, tmp_path):
+    work_dir, _ = mask_run
+    result = run_tool('tools/test.py', MASK_DEMO,
+                      osp.join(work_dir, 'epoch_1.pth'), '--work-dir',
+                      str(tmp_path), '--tta', *det_options(shapes_coco),
+                      check=False)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1].startswith(
+        'error: --tta: mmdet merges flipped boxes but not masks')

@@ -11,47 +11,7 @@ import torch
 from mmcot.engine import load_local_checkpoint
 
 from ..conftest import MIM, REPO, free_port, needs_mim, run_tool
-
-DEMO = 'configs/cotnet/cotnet-tiny_1xb32-15e_shapes.py'
-
-
-def demo_options(data_root, epochs=2, **extra):
-    """--cfg-options for a short, deterministic demo run on ``data_root``."""
-    options = {
-        'train_dataloader.dataset.data_root': data_root,
-        'val_dataloader.dataset.data_root': data_root,
-        'test_dataloader.dataset.data_root': data_root,
-        'train_dataloader.batch_size': 8,
-        'train_dataloader.num_workers': 0,
-        'val_dataloader.num_workers': 0,
-        'test_dataloader.num_workers': 0,
-        'train_cfg.max_epochs': epochs,
-        'train_cfg.val_interval': 1,
-        'default_hooks.checkpoint.interval': 1,
-        'default_hooks.checkpoint.max_keep_ckpts': 5,
-        'default_hooks.logger.interval': 1,
-        'randomness.deterministic': True,
-    }
-    options.update(extra)
-    return ['--cfg-options'] + [f'{k}={v}' for k, v in options.items()]
-
-
-def scalars(work_dir):
-    """The JSON lines MMEngine's LocalVisBackend logged for a run."""
-    [run] = [d for d in sorted(os.listdir(work_dir))
-             if osp.isdir(osp.join(work_dir, d)) and d[:1].isdigit()]
-    path = osp.join(work_dir, run, 'vis_data', 'scalars.json')
-    with open(path) as f:
-        return [json.loads(line) for line in f]
-
-
-@pytest.fixture(scope='module')
-def trained(shapes_cls, tmp_path_factory):
-    """Two epochs of the demo: its work dir."""
-    work_dir = str(tmp_path_factory.mktemp('demo'))
-    run_tool('tools/train.py', DEMO, '--work-dir', work_dir,
-             *demo_options(shapes_cls))
-    return work_dir
+from .conftest import DEMO, demo_options, scalars
 
 
 def test_demo_trains_evaluates_and_saves(trained):
@@ -195,3 +155,106 @@ def test_mim_train_mmpretrain(shapes_cls, tmp_path):
                       str(tmp_path), *options)
     assert 'Training finished successfully' in result.stdout
     assert osp.isfile(tmp_path / 'epoch_1.pth')
+
+
+def test_test_tool_draws_every_interval_th_image(trained, shapes_cls,
+                                                 tmp_path):
+    show_dir = tmp_path / 'drawn'
+    run_tool('tools/test.py', DEMO, osp.join(trained, 'epoch_2.pth'),
+             '--work-dir', str(tmp_path / 'work'), '--show-dir',
+             str(show_dir), '--interval', '5', *demo_options(shapes_cls))
+    import mmcv
+    from mmpretrain.datasets import CustomDataset
+    val = CustomDataset(data_root=shapes_cls, data_prefix='val')
+    expected = []
+    for index in range(0, len(val), 5):  # 24 images: 0, 5, ... 20
+        name = osp.splitext(osp.basename(val.get_data_info(index)['img_path']))
+        expected.append(f'{index:06d}_{name[0]}.png')
+    # the class folders hold files of the same names: none overwritten
+    assert sorted(os.listdir(show_dir)) == expected
+    for name in expected:
+        image = mmcv.imread(str(show_dir / name))
+        assert image is not None and min(image.shape[:2]) >= 64
+
+
+def test_test_tool_tta_averages_the_flipped_scores(trained, shapes_cls,
+                                                   tmp_path):
+    """--tta: each image's score is the mean of the model's scores on the
+    image and on its horizontal flip, computed here with the inferencer."""
+    import mmcv
+    from mmpretrain.apis import ImageClassificationInferencer
+    checkpoint = osp.join(trained, 'epoch_2.pth')
+    run_tool('tools/test.py', DEMO, checkpoint, '--work-dir', str(tmp_path),
+             '--tta', '--out', str(tmp_path / 'tta.pkl'),
+             *demo_options(shapes_cls))
+    with open(tmp_path / 'tta.pkl', 'rb') as f:
+        predictions = pickle.load(f)
+    assert len(predictions) == 24
+    inferencer = ImageClassificationInferencer(
+        osp.join(REPO, DEMO), pretrained=checkpoint, device='cpu')
+    for prediction in predictions[::7]:
+        image = mmcv.imread(prediction['img_path'])
+        plain, flipped = inferencer([image, mmcv.imflip(image)])
+        expected = (torch.tensor(plain['pred_scores']) +
+                    torch.tensor(flipped['pred_scores'])) / 2
+        torch.testing.assert_close(
+            prediction['pred_score'], expected, rtol=1e-4, atol=1e-5)
+        assert not torch.allclose(
+            torch.tensor(plain['pred_scores']), expected, atol=1e-5)
+
+
+def test_test_tool_saves_metrics_or_predictions(trained, shapes_cls,
+                                                tmp_path):
+    """--out-item metrics writes the metrics; the top-1 accuracy it holds is
+    the one the saved predictions give."""
+    checkpoint = osp.join(trained, 'epoch_2.pth')
+    run_tool('tools/test.py', DEMO, checkpoint, '--work-dir', str(tmp_path),
+             '--out', str(tmp_path / 'preds.pkl'), '--out-item', 'pred',
+             *demo_options(shapes_cls))
+    run_tool('tools/test.py', DEMO, checkpoint, '--work-dir', str(tmp_path),
+             '--out', str(tmp_path / 'metrics.json'), '--out-item',
+             'metrics', *demo_options(shapes_cls))
+    with open(tmp_path / 'preds.pkl', 'rb') as f:
+        predictions = pickle.load(f)
+    with open(tmp_path / 'metrics.json') as f:
+        metrics = json.load(f)
+    correct = [int(p['pred_label']) == int(p['gt_label'])
+               for p in predictions]
+    assert metrics['accuracy/top1'] == pytest.approx(
+        100 * sum(correct) / len(correct))
+    # no temporary file left beside them
+    assert not [n for n in os.listdir(tmp_path) if n.startswith('.')]
+
+
+def test_test_tool_failure_keeps_the_previous_output(trained, shapes_cls,
+                                                     tmp_path):
+    """A run that fails after it started leaves the file --out names as it
+    was, and no partial file beside it."""
+    out = tmp_path / 'out'
+    out.mkdir()
+    (out / 'preds.pkl').write_bytes(b'an earlier result')
+    result = run_tool('tools/test.py', DEMO, osp.join(trained, 'epoch_2.pth'),
+                      '--work-dir', str(tmp_path / 'work'), '--out',
+                      str(out / 'preds.pkl'), *demo_options(shapes_cls),
+                      'test_dataloader.dataset.data_prefix=missing',
+                      check=False)
+    assert result.returncode != 0
+    assert os.listdir(out) == ['preds.pkl']
+    assert (out / 'preds.pkl').read_bytes() == b'an earlier result'
+
+
+@pytest.mark.parametrize('options, message', [
+    (['--out-item', 'metrics'], 'error: --out-item needs --out FILE'),
+    (['--out', 'preds.txt'], 'predictions are written to a file ending with'),
+    (['--out', 'm.csv', '--out-item', 'metrics'], '.json, .yaml, .yml'),
+    (['--out', 'no/such/folder/preds.pkl'], 'does not exist'),
+    (['--show'], 'error: --show opens a window'),
+])
+def test_test_tool_refuses_bad_options_at_once(options, message, tmp_path):
+    result = run_tool('tools/test.py', DEMO, 'unused.pth', '--work-dir',
+                      str(tmp_path), *options, check=False,
+                      env={'DISPLAY': '', 'WAYLAND_DISPLAY': ''})
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert 'Traceback' not in result.stderr
+    assert os.listdir(tmp_path) == []

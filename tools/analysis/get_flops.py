@@ -6,16 +6,24 @@ FLOPs follow the paper's convention: one multiply-add counts once. MMEngine's
 FlopAnalyzer counts convolutions, linear layers and norms; the CoT layers'
 local aggregation is counted through mmcot's handle (K*K multiply-adds per
 output element). Classification configs count the whole classifier
-(backbone, neck, head); detection configs count the backbone.
+(backbone, neck, head) on a 224x224 image; detection configs count the whole
+detector at inference on a 1280x800 (W x H) image: backbone, neck, RPN, the
+box heads on the proposals the RPN keeps and the mask heads on the
+detections (test_cfg.rpn.max_per_img and test_cfg.rcnn.max_per_img).
 """
 import argparse
 import json
+import os.path as osp
+import sys
 
 from mmengine.analysis.print_helper import complexity_stats_table
 from mmengine.config import Config
 
 from mmcot.analysis import model_complexity
 from mmcot.fileio import atomic_write
+
+#: (H, W) counted when --shape is not given, per config scope
+DEFAULT_SHAPES = {'mmdet': (800, 1280), 'mmpretrain': (224, 224)}
 
 
 def parse_args():
@@ -25,25 +33,38 @@ def parse_args():
         '--shape',
         type=int,
         nargs='+',
-        default=[224],
-        help='input size: H W, or one value for a square')
+        help='input size: H W, or one value for a square (default: 224 for '
+        'classification, 800 1280 for detection)')
     parser.add_argument(
         '--table', action='store_true', help='print a per-module table')
     parser.add_argument('--json', help='also write the numbers to this file')
     args = parser.parse_args()
-    if len(args.shape) not in (1, 2):
-        parser.error(f'--shape takes H W or one size, got {args.shape}')
+    if args.shape is not None and (len(args.shape) not in (1, 2)
+                                   or min(args.shape) < 32):
+        parser.error(f'--shape takes H W or one size, each at least 32, got '
+                     f'{args.shape}')
+    if not osp.isfile(args.config):
+        parser.exit(2, f'error: config {args.config} does not exist\n')
     return args
 
 
 def main():
     args = parse_args()
-    shape = tuple(args.shape * 2 if len(args.shape) == 1 else args.shape)
-    result = model_complexity(Config.fromfile(args.config), shape)
+    cfg = Config.fromfile(args.config)
+    if args.shape is None:
+        shape = DEFAULT_SHAPES[cfg.get('default_scope', 'mmpretrain')]
+    else:
+        shape = tuple(args.shape * 2 if len(args.shape) == 1 else args.shape)
+    result = model_complexity(cfg, shape)
     if args.table:
         print(complexity_stats_table(result['analyzer'], max_depth=2))
+    proposals = ('' if result['proposals'] is None else
+                 f', box heads on {result["proposals"]} proposals')
+    if result['mask_rois'] is not None:
+        proposals += f', mask heads on {result["mask_rois"]} detections'
     print(f'{args.config}\n'
-          f'  input: (3, {shape[0]}, {shape[1]}), counted: {result["counted"]}\n'
+          f'  input: (3, {shape[0]}, {shape[1]}), counted: '
+          f'{result["counted"]}{proposals}\n'
           f'  params: {result["params"] / 1e6:.2f} M\n'
           f'  FLOPs (multiply-adds): {result["flops"] / 1e9:.3f} G, of which '
           f'local aggregation {result["aggregation_flops"] / 1e9:.4f} G')
@@ -54,4 +75,4 @@ def main():
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(main())

@@ -27,6 +27,7 @@ from mmengine.config import Config
 
 from mmcot.analysis import markdown_table, model_complexity
 from mmcot.fileio import atomic_write
+from mmcot.version import __version__
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 PAPER = 'https://arxiv.org/abs/2107.12292'
@@ -100,17 +101,70 @@ def test_size(cfg: Config) -> int:
     return 224
 
 
+def training_techniques(cfg: Config) -> list:
+    """The techniques of a config's training, in metafile vocabulary."""
+    optimizer = cfg.optim_wrapper.optimizer
+    techniques = [{
+        'SGD': 'SGD with Momentum', 'AdamW': 'AdamW'
+    }.get(optimizer.type, optimizer.type)]
+    if optimizer.get('nesterov'):
+        techniques.append('Nesterov Momentum')
+    if optimizer.get('weight_decay'):
+        techniques.append('Weight Decay')
+    schedulers = [s.type for s in cfg.get('param_scheduler') or []]
+    if schedulers[:1] == ['LinearLR']:
+        techniques.append('Warm-up')
+    if 'CosineAnnealingLR' in schedulers:
+        techniques.append('Cosine Annealing')
+    if 'MultiStepLR' in schedulers:
+        techniques.append('Step Decay')
+    head = cfg.model.get('head') or {}
+    if (head.get('loss') or {}).get('type') == 'LabelSmoothLoss':
+        techniques.append('Label Smoothing')
+    augments = (cfg.model.get('train_cfg') or {}).get('augments') or []
+    techniques += [
+        a['type'] for a in augments if a['type'] in ('Mixup', 'CutMix')
+    ]
+    pipeline = cfg.train_dataloader.dataset.get('pipeline', [])
+    techniques += [
+        t for t in ('RandAugment', 'RandomErasing')
+        if any(step.get('type') == t for step in pipeline)
+    ]
+    if any(step.get('type') in ('RandomResize', 'RandomChoiceResize')
+           for step in pipeline):
+        techniques.append('Multi-Scale Training')
+    if 'SyncBN' in json.dumps(cfg.model.to_dict()):
+        techniques.append('SyncBN')
+    if any(h.get('type') == 'EMAHook'
+           for h in cfg.get('custom_hooks') or []):
+        techniques.append('EMA')
+    return techniques
+
+
+def training_metadata(cfg: Config) -> OrderedDict:
+    """Epochs, batch size, techniques and GPUs of a config's recipe (the
+    total batch is ``auto_scale_lr.base_batch_size``)."""
+    total = cfg.auto_scale_lr.base_batch_size
+    gpus = total // cfg.train_dataloader.batch_size
+    return OrderedDict([
+        ('Training Techniques', training_techniques(cfg)),
+        ('Training Resources', f'{gpus}x GPUs'),
+        ('Epochs', cfg.train_cfg.max_epochs),
+        ('Batch Size', total),
+    ])
+
+
 class Complexity:
     """Params and FLOPs per model, measured once per (model, size)."""
 
     def __init__(self):
         self.cache = {}
 
-    def __call__(self, cfg: Config, size: int) -> dict:
-        key = (json.dumps(cfg.model.backbone.to_dict(), sort_keys=True),
-               cfg.model.get('head', {}).get('num_classes'), size)
+    def __call__(self, cfg: Config, shape: tuple) -> dict:
+        """``shape``: (H, W) of the counted image."""
+        key = (json.dumps(cfg.model.to_dict(), sort_keys=True), shape)
         if key not in self.cache:
-            result = model_complexity(cfg, (size, size))
+            result = model_complexity(cfg, shape)
             self.cache[key] = dict(
                 params=result['params'], flops=result['flops'])
         return self.cache[key]
@@ -138,7 +192,7 @@ def classification_rows(complexity: Complexity) -> list:
                 raise FileNotFoundError(f'{path} is missing')
             cfg = Config.fromfile(rel(path))
             size = test_size(cfg)
-            measured = complexity(cfg, size)
+            measured = complexity(cfg, (size, size))
             rows.append(
                 dict(
                     name=name,
@@ -149,6 +203,7 @@ def classification_rows(complexity: Complexity) -> list:
                     params=measured['params'],
                     flops=measured['flops'],
                     top1=setup[2],
+                    training=training_metadata(cfg),
                     weights=DRIVE.format(setup[3]) if len(setup) > 3 else
                     None))
     return rows
@@ -287,13 +342,19 @@ def readme_zoo(rows: list, benchmarks: list) -> str:
     ])
 
 
-def detection_configs(folder: str) -> list:
+#: (H, W) at which detectors are counted, mmdet's convention (1280x800)
+DETECTION_SHAPE = (800, 1280)
+
+
+def detection_configs(folder: str, complexity: 'Complexity') -> list:
     title, results = DETECTION[folder]
     rows = []
     for path in sorted(glob.glob(rel('configs', folder, '*_coco.py'))):
         config = osp.basename(path)
         token = config.split('_')[1]
         box, mask = results[token]
+        cfg = Config.fromfile(path)
+        measured = complexity(cfg, DETECTION_SHAPE)
         rows.append(
             dict(
                 config=osp.join('configs', folder, config),
@@ -301,18 +362,22 @@ def detection_configs(folder: str) -> list:
                 backbone=DET_BACKBONE[token],
                 box=box,
                 mask=mask,
-                title=title))
+                title=title,
+                params=measured['params'],
+                flops=measured['flops'],
+                training=training_metadata(cfg)))
     order = list(DET_BACKBONE)
     return sorted(rows, key=lambda r: order.index(r['token']))
 
 
-def detection_table(folder: str) -> str:
-    rows = detection_configs(folder)
+def detection_table(rows: list) -> str:
     with_mask = rows[0]['mask'] is not None
     table = []
     for r in rows:
         row = OrderedDict([('Backbone', r['backbone']),
                            ('Schedule', '1x'),
+                           ('Params (M)', f'{r["params"] / 1e6:.2f}'),
+                           ('FLOPs (G)', f'{r["flops"] / 1e9:.1f}'),
                            ('box AP (paper)', fmt(r['box'], 2))])
         if with_mask:
             row['mask AP (paper)'] = fmt(r['mask'], 2)
@@ -321,7 +386,11 @@ def detection_table(folder: str) -> str:
     source = (f'CoTNet / CoTNeXt: the paper ({PAPER_CITE}, Tables 7 and 8); '
               f'SE-CoTNetD: the official detection repository '
               f'({OFFICIAL_DET}). COCO val2017, backbones initialised from '
-              'the official ImageNet weights (advanced setup).')
+              'the official ImageNet weights (advanced setup). Params and '
+              'FLOPs (multiply-adds) of the whole detector at inference on a '
+              f'{DETECTION_SHAPE[1]}x{DETECTION_SHAPE[0]} (W x H) image: the '
+              'box heads on the 1000 proposals the RPN keeps, the mask heads '
+              'on 100 detections (`tools/analysis/get_flops.py`).')
     return '\n'.join([source, '', markdown_table(table)])
 
 
@@ -334,7 +403,8 @@ def classification_metafile(rows: list) -> dict:
             ('Metadata',
              OrderedDict([('FLOPs', int(r['flops'])),
                           ('Parameters', int(r['params'])),
-                          ('Training Data', 'ImageNet-1k')])),
+                          ('Training Data', 'ImageNet-1k'),
+                          *r['training'].items()])),
             ('In Collection', 'CoTNet'),
         ])
         if r['top1'] is not None:
@@ -349,11 +419,15 @@ def classification_metafile(rows: list) -> dict:
             entry['Converted From'] = OrderedDict([('Weights', r['weights']),
                                                    ('Code', OFFICIAL)])
         models.append(entry)
-    return OrderedDict([('Collections', [collection('CoTNet')]),
-                        ('Models', models)])
+    return OrderedDict([
+        ('Collections', [collection('CoTNet', 'configs/cotnet/README.md')]),
+        ('Models', models)
+    ])
 
 
-def collection(name: str) -> dict:
+def collection(name: str, readme: str) -> dict:
+    """A metafile Collection: the architecture, the paper, the README and
+    mmcot's implementation (a path in the package at this version)."""
     return OrderedDict([
         ('Name', name),
         ('Metadata',
@@ -362,13 +436,16 @@ def collection(name: str) -> dict:
         ('Paper',
          OrderedDict([('Title', 'Contextual Transformer Networks for Visual '
                        'Recognition'), ('URL', PAPER)])),
-        ('Code', 'https://github.com/JDAI-CV/CoTNet'),
+        ('README', readme),
+        ('Code',
+         OrderedDict([('URL', 'mmcot/models/backbones/cotnet.py'),
+                      ('Version', f'v{__version__}')])),
     ])
 
 
-def detection_metafile(folder: str) -> dict:
+def detection_metafile(folder: str, rows: list) -> dict:
     models = []
-    for r in detection_configs(folder):
+    for r in rows:
         results = [
             OrderedDict([('Task', 'Object Detection'), ('Dataset', 'COCO'),
                          ('Metrics', OrderedDict([('box AP', r['box'])]))])
@@ -384,15 +461,18 @@ def detection_metafile(folder: str) -> dict:
                 ('Name', osp.basename(r['config'])[:-len('.py')]),
                 ('In Collection', f'{r["title"]} with CoT backbones'),
                 ('Metadata',
-                 OrderedDict([('Training Data', 'COCO'),
-                              ('Epochs', 12)])),
+                 OrderedDict([('FLOPs', int(r['flops'])),
+                              ('Parameters', int(r['params'])),
+                              ('Training Data', 'COCO'),
+                              *r['training'].items()])),
                 ('Results', results),
                 ('Config', r['config']),
             ]))
     title = DETECTION[folder][0]
-    return OrderedDict([('Collections',
-                         [collection(f'{title} with CoT backbones')]),
-                        ('Models', models)])
+    return OrderedDict([('Collections', [
+        collection(f'{title} with CoT backbones',
+                   f'configs/{folder}/README.md')
+    ]), ('Models', models)])
 
 
 def plot(rows: list, benchmarks: list, path: str) -> None:
@@ -478,10 +558,11 @@ def generate() -> dict:
         classification_metafile(rows))
     metafiles = ['configs/cotnet/metafile.yml']
     for folder in DETECTION:
+        detection_rows = detection_configs(folder, complexity)
         section(f'configs/{folder}/README.md', 'results',
-                detection_table(folder))
+                detection_table(detection_rows))
         path = f'configs/{folder}/metafile.yml'
-        files[path] = dump_yaml(detection_metafile(folder))
+        files[path] = dump_yaml(detection_metafile(folder, detection_rows))
         metafiles.append(path)
     files['model-index.yml'] = dump_yaml(OrderedDict(Import=metafiles))
     return files, rows, benchmarks
