@@ -21,6 +21,22 @@ model = dict(
         loss=dict(type='LabelSmoothLoss', label_smooth_val=0.1),
         topk=(1, 5)))
 
+# the test resize of the official evaluator (the models' default_cfg:
+# bicubic, PIL, crop_pct 0.875); training as the paper's Table 3 states
+test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(
+        type='ResizeEdge',
+        scale=256,
+        edge='short',
+        backend='pillow',
+        interpolation='bicubic'),
+    dict(type='CenterCrop', crop_size=224),
+    dict(type='PackInputs'),
+]
+val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
+test_dataloader = val_dataloader
+
 optim_wrapper = dict(optimizer=dict(lr=0.2))
 param_scheduler = [
     dict(

@@ -3,8 +3,8 @@
 # SGD (Nesterov) lr 0.25, weight decay 4e-5 (not on norms and biases),
 # warm-up 5 epochs from 1e-4, cosine to 1e-5, RandAugment rand-m15-mstd0.5-n2,
 # Mixup 0.8 / CutMix 1.0 (switching with probability 0.5), label smoothing
-# 0.1, dropout 0.25 before the classifier, drop path 0.1, EMA 0.9999 and
-# bicubic resizing.
+# 0.1, dropout 0.25 before the classifier, drop path 0.1, EMA 0.9999 of the
+# weights and BN statistics, and bicubic resizing.
 _base_ = [
     'mmpretrain::_base_/datasets/imagenet_bs64.py',
     'mmpretrain::_base_/default_runtime.py',
@@ -28,32 +28,65 @@ model = dict(
         dict(type='CutMix', alpha=1.0),
     ]))
 
-# timm's RandAugment ops (the non-"increasing" set): magnitude 15 is clipped
-# to the maximum level 10, as in timm.
+
+def _official_rand_augment(crop):
+    """The official rand-m15-mstd0.5-n2 (JDAI-CV/CoTNet's own
+    datasets/rand_augment.py, not timm's) for a crop of ``crop`` px.
+
+    Each of two ops (drawn from 16 with replacement, each applied with
+    probability 0.5) gets a level L ~ N(15, 0.5) clipped to [0, 15], and
+    an argument (L / 10) * its level-10 value: ``total_level=15`` with
+    each range running from the argument at L=0 to the argument at L=15.
+    Translation is in pixels (100 at L=10), Cutout a square of 2 * 4L + 1
+    px; the offsets of 1e-9 turn mmpretrain's ceil into the official int.
+    """
+    eps = 1e-9
+    translate = 150 / crop
+    return [
+        dict(type='AutoContrast'),
+        dict(type='Equalize'),
+        dict(type='Invert'),
+        dict(type='Rotate', magnitude_range=(0, 45)),
+        dict(type='Posterize', magnitude_range=(-1 + eps, 5 + eps)),
+        dict(type='Solarize', magnitude_range=(-1 + eps, 383 + eps)),
+        dict(type='SolarizeAdd', magnitude_range=(0, 165)),
+        dict(
+            type='ColorTransform',
+            magnitude_range=(-0.9, 1.8),
+            random_negative_prob=0.),
+        dict(
+            type='Contrast', magnitude_range=(-0.9, 1.8),
+            random_negative_prob=0.),
+        dict(
+            type='Brightness',
+            magnitude_range=(-0.9, 1.8),
+            random_negative_prob=0.),
+        dict(
+            type='Sharpness',
+            magnitude_range=(-0.9, 1.8),
+            random_negative_prob=0.),
+        dict(type='Shear', magnitude_range=(0, 0.45), direction='horizontal'),
+        dict(type='Shear', magnitude_range=(0, 0.45), direction='vertical'),
+        dict(
+            type='Translate',
+            magnitude_range=(0, translate),
+            direction='horizontal'),
+        dict(
+            type='Translate',
+            magnitude_range=(0, translate),
+            direction='vertical'),
+        dict(type='Cutout', magnitude_range=(1, 121)),
+    ]
+
+
+# the policies at the crops of the advanced configs (224, and 256 and 320
+# for SE-CoTNetD-152)
+rand_augment_policies = _official_rand_augment(224)
+rand_augment_policies_256 = _official_rand_augment(256)
+rand_augment_policies_320 = _official_rand_augment(320)
+# the official fill, RGB (124, 116, 104), in mmpretrain's BGR
 bgr_mean = [103.53, 116.28, 123.675]
-rand_augment_policies = [
-    dict(type='AutoContrast'),
-    dict(type='Equalize'),
-    dict(type='Invert'),
-    dict(type='Rotate', magnitude_range=(0, 30)),
-    dict(type='Posterize', magnitude_range=(0, 4)),
-    dict(type='Solarize', magnitude_range=(0, 256)),
-    dict(type='SolarizeAdd', magnitude_range=(0, 110)),
-    dict(
-        type='ColorTransform',
-        magnitude_range=(-0.9, 0.9),
-        random_negative_prob=0.),
-    dict(type='Contrast', magnitude_range=(-0.9, 0.9), random_negative_prob=0.),
-    dict(
-        type='Brightness', magnitude_range=(-0.9, 0.9),
-        random_negative_prob=0.),
-    dict(
-        type='Sharpness', magnitude_range=(-0.9, 0.9), random_negative_prob=0.),
-    dict(type='Shear', magnitude_range=(0, 0.3), direction='horizontal'),
-    dict(type='Shear', magnitude_range=(0, 0.3), direction='vertical'),
-    dict(type='Translate', magnitude_range=(0, 0.45), direction='horizontal'),
-    dict(type='Translate', magnitude_range=(0, 0.45), direction='vertical'),
-]
+
 train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(
@@ -68,7 +101,7 @@ train_pipeline = [
         num_policies=2,
         magnitude_level=15,
         magnitude_std=0.5,
-        total_level=10,
+        total_level=15,
         hparams=dict(
             pad_val=[round(x) for x in bgr_mean], interpolation='bicubic')),
     dict(type='PackInputs'),
@@ -95,7 +128,7 @@ optim_wrapper = dict(
 param_scheduler = [
     dict(
         type='LinearLR',
-        start_factor=4e-4,
+        start_factor=1e-4 / 0.25,  # from the official warmup_lr 1e-4
         by_epoch=True,
         begin=0,
         end=5,
@@ -113,7 +146,13 @@ val_cfg = dict()
 test_cfg = dict()
 auto_scale_lr = dict(base_batch_size=640)
 
-custom_hooks = [dict(type='EMAHook', momentum=1e-4, priority='ABOVE_NORMAL')]
+custom_hooks = [
+    dict(
+        type='EMAHook',
+        momentum=1e-4,
+        update_buffers=True,
+        priority='ABOVE_NORMAL')
+]
 
 # checkpoints written whole or not at all (mmcot's atomic_local backend)
 default_hooks = dict(

@@ -1,5 +1,6 @@
-# SE-CoTNetD-152 trained and tested at 320 x 320 (the paper's 84.6 row);
-# the test image is resized to 320 / 0.875 before the centre crop.
+# SE-CoTNetD-152 trained and tested at 320 x 320 (the paper's 84.6 row,
+# the official se_cotnetd_152_L, default_cfg cot_l): the test image is
+# resized to 352 (crop_pct 0.909) before the centre crop.
 _base_ = './se-cotnetd152_8xb64-350e_in1k.py'
 
 train_pipeline = [
@@ -12,11 +13,11 @@ train_pipeline = [
     dict(type='RandomFlip', prob=0.5, direction='horizontal'),
     dict(
         type='RandAugment',
-        policies={{_base_.rand_augment_policies}},
+        policies={{_base_.rand_augment_policies_320}},
         num_policies=2,
         magnitude_level=15,
         magnitude_std=0.5,
-        total_level=10,
+        total_level=15,
         hparams=dict(pad_val=[104, 116, 124], interpolation='bicubic')),
     dict(type='PackInputs'),
 ]
@@ -24,7 +25,7 @@ test_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(
         type='ResizeEdge',
-        scale=366,
+        scale=352,
         edge='short',
         backend='pillow',
         interpolation='bicubic'),

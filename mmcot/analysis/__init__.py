@@ -1,10 +1,12 @@
-from .complexity import (COT_FLOP_HANDLES, cot_flop_analyzer,
-                         local_aggregation_flop_jit, model_complexity)
+from .complexity import (COT_FLOP_HANDLES, DETECTION_SHAPE, cot_flop_analyzer,
+                         default_input_shape, local_aggregation_flop_jit,
+                         model_complexity)
 from .timing import (cache_flusher, copy_bandwidth_gbps, device_name,
                      markdown_table, median_ms, peak_memory_mib, run_isolated)
 
 __all__ = [
-    'COT_FLOP_HANDLES', 'cot_flop_analyzer', 'local_aggregation_flop_jit',
+    'COT_FLOP_HANDLES', 'DETECTION_SHAPE', 'cot_flop_analyzer',
+    'default_input_shape', 'local_aggregation_flop_jit',
     'model_complexity', 'cache_flusher', 'copy_bandwidth_gbps',
     'device_name', 'markdown_table', 'median_ms', 'peak_memory_mib',
     'run_isolated'

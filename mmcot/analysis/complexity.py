@@ -141,6 +141,24 @@ def _detector_flops(detector: torch.nn.Module, images: torch.Tensor):
     return analyzer, flops, counted.num_proposals, detections
 
 
+#: (H, W) a detector is counted at: mmdet's convention, 1280x800 (W x H)
+DETECTION_SHAPE = (800, 1280)
+
+
+def default_input_shape(cfg) -> tuple:
+    """(H, W) a config's model is counted at: a classifier's test crop
+    (its test pipeline's ``CenterCrop``, else 224), a detector's
+    :data:`DETECTION_SHAPE`."""
+    if cfg.get('default_scope') == 'mmdet':
+        return DETECTION_SHAPE
+    for step in cfg.test_dataloader.dataset.get('pipeline', []):
+        if step.get('type') == 'CenterCrop':
+            size = step['crop_size']
+            return tuple(size) if isinstance(size, (list, tuple)) else (
+                size, size)
+    return (224, 224)
+
+
 def model_complexity(cfg, shape) -> dict:
     """Params and FLOPs of a config's model for one (3, H, W) image.
 

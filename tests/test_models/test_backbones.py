@@ -123,13 +123,66 @@ def test_registered_and_buildable_by_name():
 
 
 @pytest.mark.parametrize('kwargs,error,match', [
-    (dict(depth=34), KeyError, 'invalid depth 34'),
+    (dict(depth=34), KeyError, r'invalid depth 34 for CoTNet, expected one '
+     r'of \[50, 101\]'),
     (dict(depth=50, stage_blocks=(1, 1, 1)), ValueError, 'stage_blocks'),
     (dict(depth=50, stage_blocks=(1, 0, 1, 1)), ValueError, 'stage_blocks'),
 ])
 def test_bad_arguments(kwargs, error, match):
     with pytest.raises(error, match=match):
         CoTNet(**kwargs)
+
+
+@pytest.mark.parametrize('cls, depth, valid', [
+    (CoTNeXt, 152, '[50, 101]'),
+    (SECoTNetD, 34, '[50, 101, 152]'),
+    (SECoTNetD, 18, '[50, 101, 152]'),
+])
+def test_bad_depth_names_the_valid_ones(cls, depth, valid):
+    with pytest.raises(KeyError) as error:
+        cls(depth)
+    assert str(error.value) == repr(
+        f'invalid depth {depth} for {cls.__name__}, expected one of {valid}')
+
+
+@pytest.mark.parametrize('cls', FAMILIES)
+def test_caffe_style_strides_the_first_1x1(cls):
+    """mmpretrain's ``style='caffe'``: a strided block strides its first
+    1x1 conv instead of its 3x3 layer; shapes and weights as ``pytorch``."""
+    pytorch, caffe = (small(cls, style=style).eval()
+                      for style in ('pytorch', 'caffe'))
+    for model, conv1, conv2 in ((pytorch, (1, 1), 2), (caffe, (2, 2), 1)):
+        block = model.layer2[0]
+        assert block.conv1.stride == conv1
+        assert block.conv2_stride == conv2
+    x = torch.randn(1, 3, 64, 64)
+    assert [o.shape for o in caffe(x)] == [o.shape for o in pytorch(x)]
+    assert {k: v.shape for k, v in caffe.state_dict().items()} == {
+        k: v.shape for k, v in pytorch.state_dict().items()}
+
+
+@pytest.mark.parametrize('cls', FAMILIES)
+def test_pretrained_in_an_init_cfg_list_is_strict(cls, tmp_path):
+    """``init_cfg=[..., dict(type='Pretrained', ...)]`` refuses a
+    checkpoint of another model as the dict form does, and loads a
+    matching one exactly."""
+    source = small(cls)
+    good, bad = tmp_path / 'good.pth', tmp_path / 'bad.pth'
+    torch.save({'state_dict': source.state_dict()}, good)
+    torch.save({'state_dict': small(cls, stage_blocks=(1, 1, 1, 1))
+                .state_dict()}, bad)
+
+    def init_cfg(path):
+        return [dict(type='Kaiming', layer='Conv2d'),
+                dict(type='Pretrained', checkpoint=str(path))]
+
+    model = small(cls, init_cfg=init_cfg(good))
+    model.init_weights()
+    for key, value in source.state_dict().items():
+        assert torch.equal(model.state_dict()[key], value), key
+    model = small(cls, init_cfg=init_cfg(bad))
+    with pytest.raises(ValueError, match='missing keys: layer3.1'):
+        model.init_weights()
 
 
 def test_cot_inside_mmdet_resnet():

@@ -49,3 +49,17 @@ def test_detector_counts_mask_heads_on_the_detections():
                                                  (3, 512, 32)))
     assert faster['aggregation_flops'] == mask['aggregation_flops'] == (
         expected)
+
+
+@pytest.mark.parametrize('config, shape', [
+    ('cotnet/cotnet50_8xb64_in1k.py', (224, 224)),
+    ('cotnet/se-cotnetd152_8xb64-350e_in1k.py', (256, 256)),
+    ('cotnet/se-cotnetd152_8xb64-350e_in1k-320px.py', (320, 320)),
+    ('cotnet/cotnet-tiny_1xb32-15e_shapes.py', (224, 224)),  # no crop
+    ('faster_rcnn/faster-rcnn_cotnet50_fpn_syncbn_ms-range-1x_coco.py',
+     (800, 1280)),
+])
+def test_models_are_counted_at_their_test_size(config, shape):
+    from mmcot.analysis import default_input_shape
+    assert default_input_shape(
+        Config.fromfile(f'{REPO}/configs/{config}')) == shape

@@ -22,20 +22,25 @@ requires_cuda = pytest.mark.skipif(
 DEVICES = ['cpu', pytest.param('cuda', marks=requires_cuda)]
 
 
+def _pair(value):
+    return (value, value) if isinstance(value, int) else tuple(value)
+
+
 def loop_aggregation(input, weight, k, s, p, d):
     """The defining formula, one output element at a time (an independent
-    oracle for the unfold reference)."""
+    oracle for the unfold reference); ints or (h, w) pairs."""
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = map(_pair, (k, s, p, d))
     n, c, h, w = input.shape
     heads, groups = weight.shape[1:3]
     ho, wo = weight.shape[-2:]
     out = input.new_zeros(n, heads * c, ho, wo)
     for b, hd, ch, y, x in itertools.product(
             range(n), range(heads), range(c), range(ho), range(wo)):
-        for i, j in itertools.product(range(k), range(k)):
-            yi, xi = y * s - p + i * d, x * s - p + j * d
+        for i, j in itertools.product(range(kh), range(kw)):
+            yi, xi = y * sh - ph + i * dh, x * sw - pw + j * dw
             if 0 <= yi < h and 0 <= xi < w:
                 out[b, hd * c + ch, y, x] += (
-                    weight[b, hd, ch % groups, i * k + j, y, x] *
+                    weight[b, hd, ch % groups, i * kw + j, y, x] *
                     input[b, ch, yi, xi])
     return out
 
@@ -85,6 +90,82 @@ WINDOWS = [(1, 1, 1), (3, 1, 1), (3, 2, 1), (3, 1, 2), (5, 2, 2), (7, 1, 1),
 @pytest.mark.parametrize('window', WINDOWS)
 def test_kernel_matches_reference(device, dtype, tol, shape, window):
     x, a, kw = make_case(*shape, *window, dtype, device)
+    out = local_aggregation(x, a, **kw)
+    ref = local_aggregation_reference(x, a, **kw)
+    grad = torch.randn_like(ref)
+    gx, ga = torch.autograd.grad(out, (x, a), grad)
+    rx, ra = torch.autograd.grad(ref, (x, a), grad)
+    for got, want in ((out, ref), (gx, rx), (ga, ra)):
+        scale = want.abs().max().clamp_min(1)
+        assert (got - want).abs().max() <= tol * scale
+
+
+# (kernel_size, stride, padding, dilation) reaching both plans of the CPU
+# kernel: the whole-plane plan (stride 1, output as wide as the input: a tap
+# shifts the flattened plane) and the per-row plan (everything else)
+WINDOW_PLANS = [
+    ((3, 3), (1, 1), (1, 1), (1, 1)),  # same padding (CoTNet)
+    ((3, 3), (1, 1), (0, 1), (1, 1)),  # output lower than the input
+    ((3, 3), (1, 1), (2, 1), (1, 1)),  # output higher than the input
+    ((5, 3), (1, 1), (2, 2), (1, 2)),  # non-square window and dilation
+    ((3, 3), (1, 1), (0, 0), (1, 1)),  # no padding: a smaller output
+    ((3, 3), (1, 1), (3, 3), (1, 1)),  # padding wider than the window
+    ((1, 3), (2, 1), (0, 1), (1, 1)),  # non-square window and stride
+    ((3, 5), (1, 3), (1, 2), (2, 1)),  # non-square everything
+    ((3, 3), (2, 2), (2, 0), (2, 1)),  # stride 2, uneven padding
+]
+# (n, c, h, w, heads, groups)
+PLAN_SHAPES = [(2, 6, 7, 9, 2, 3), (1, 4, 5, 4, 1, 4)]
+
+
+def whole_plane_plan(shape, window):
+    width = shape[3]
+    (_, kw), stride, (_, pw), (_, dw) = window
+    return stride == (1, 1) and out_size(width, kw, 1, pw, dw) == width
+
+
+def make_window_case(shape, window, dtype, device, seed=0):
+    n, c, h, w, heads, groups = shape
+    kernel_size, stride, padding, dilation = window
+    out_h, out_w = (out_size(size, *geometry) for size, geometry in zip(
+        (h, w), zip(kernel_size, stride, padding, dilation)))
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, c, h, w, generator=g, dtype=torch.float64)
+    a = torch.randn(n, heads, groups, kernel_size[0] * kernel_size[1], out_h,
+                    out_w, generator=g, dtype=torch.float64)
+    return (x.to(device, dtype).requires_grad_(),
+            a.to(device, dtype).requires_grad_(),
+            dict(kernel_size=kernel_size, stride=stride, padding=padding,
+                 dilation=dilation))
+
+
+def test_window_plans_cover_both_kernel_plans():
+    plans = {
+        whole_plane_plan(shape, window)
+        for shape in PLAN_SHAPES for window in WINDOW_PLANS
+    }
+    assert plans == {True, False}
+
+
+@pytest.mark.parametrize('shape', PLAN_SHAPES)
+@pytest.mark.parametrize('window', WINDOW_PLANS)
+def test_reference_matches_definition_over_windows(shape, window):
+    x, a, kw = make_window_case(shape, window, torch.float64, 'cpu')
+    torch.testing.assert_close(
+        local_aggregation_reference(x, a, **kw),
+        loop_aggregation(x, a, *kw.values()), rtol=0, atol=1e-12)
+
+
+@requires_ext
+@pytest.mark.parametrize('device', DEVICES)
+@pytest.mark.parametrize('dtype,tol', [(torch.float64, 1e-12),
+                                       (torch.float32, 1e-5)])
+@pytest.mark.parametrize('shape', PLAN_SHAPES)
+@pytest.mark.parametrize('window', WINDOW_PLANS)
+def test_kernel_matches_reference_over_windows(device, dtype, tol, shape,
+                                               window):
+    """Forward and both gradients of the kernels, on both plans."""
+    x, a, kw = make_window_case(shape, window, dtype, device)
     out = local_aggregation(x, a, **kw)
     ref = local_aggregation_reference(x, a, **kw)
     grad = torch.randn_like(ref)
@@ -146,6 +227,41 @@ def test_gradcheck(device, case):
             kw['kernel_size']
         ] * 2, [kw['stride']] * 2, [kw['padding']] * 2, [kw['dilation']] * 2),
         (x, a))
+
+
+@requires_ext
+@pytest.mark.parametrize('device', DEVICES)
+@pytest.mark.parametrize('case', [(2, 4, 5, 6, 1, 2, 3, 1, 1),
+                                  (1, 6, 7, 5, 2, 3, 3, 2, 2)])
+def test_gradgradcheck(device, case):
+    """The fused backward is differentiable: second derivatives in every
+    argument, checked numerically."""
+    x, a, kw = make_case(*case, torch.float64, device)
+    window = [[kw[k]] * 2 for k in ('kernel_size', 'stride', 'padding',
+                                    'dilation')]
+    assert torch.autograd.gradgradcheck(
+        lambda x, a: torch.ops.mmcot.local_aggregation(x, a, *window),
+        (x, a))
+
+
+@requires_ext
+def test_double_backward_equals_the_reference():
+    """A gradient penalty (the gradient's norm, differentiated again) gives
+    the same second derivatives through the kernels and the reference."""
+    x, a, kw = make_case(2, 6, 7, 5, 2, 3, 3, 2, 1, torch.float64, 'cpu')
+    window = [(kw[k], ) * 2 for k in ('kernel_size', 'stride', 'padding',
+                                      'dilation')]
+    results = []
+    for op in (lambda x, a: local_aggregation(x, a, **kw),
+               lambda x, a: local_aggregation_reference(x, a, *window)):
+        out = op(x, a)
+        gx, ga = torch.autograd.grad((out * out.detach().cos()).sum(),
+                                     (x, a), create_graph=True)
+        penalty = (gx**2).sum() + (ga**3).sum()
+        results.append(torch.autograd.grad(penalty, (x, a)))
+    for kernel, reference in zip(*results):
+        torch.testing.assert_close(kernel, reference)
+        assert reference.abs().max() > 0
 
 
 @requires_ext

@@ -85,18 +85,65 @@ def test_converted_checkpoint_loads_into_mmpretrain(converted_cotnet50,
     model = init_model(osp.join(REPO, COTNET50), converted_cotnet50)
     check_checkpoint_matches(model, converted_cotnet50)  # strict
     state = model.state_dict()
-    assert torch.equal(state['head.fc.weight'], weights['fc.weight'])
+    # by default the EMA weights (twice the weights in this checkpoint)
+    assert torch.equal(state['head.fc.weight'], 2 * weights['fc.weight'])
     assert torch.equal(state['backbone.layer3.5.conv2.embed.3.weight'],
-                       weights['layer3.5.conv2.embed.3.weight'])
+                       2 * weights['layer3.5.conv2.embed.3.weight'])
 
 
-def test_ema_weights_converted_on_request(official_cotnet50, tmp_path):
+def test_ema_weights_by_default_and_the_weights_on_request(
+        official_cotnet50, tmp_path):
+    """Both in the checkpoint: the EMA weights, whose accuracy the official
+    validation reports, unless --no-ema; the output says which, and how to
+    take the other."""
     src, weights = official_cotnet50
-    dst = str(tmp_path / 'ema.pth')
-    run_tool(CONVERTER, src, dst, '--ema')
-    converted = torch.load(dst)['state_dict']
-    assert torch.equal(converted['backbone.conv1.weight'],
-                       2 * weights['conv1.weight'])
+    for option, factor, said in ((None, 2, 'converted state_dict_ema'),
+                                 ('--ema', 2, 'converted state_dict_ema'),
+                                 ('--no-ema', 1, 'converted state_dict ')):
+        dst = str(tmp_path / f'{option}.pth')
+        result = run_tool(CONVERTER, src, dst, *([option] if option else []))
+        assert said in result.stdout
+        assert ('--no-ema converts state_dict' in result.stdout) == (
+            factor == 2)
+        converted = torch.load(dst)
+        assert torch.equal(converted['state_dict']['backbone.conv1.weight'],
+                           factor * weights['conv1.weight'])
+        assert converted['meta']['ema'] == (factor == 2)
+
+
+@pytest.mark.parametrize('content, option, message', [
+    (dict(state_dict='weights'), '--ema', '--ema: it has no state_dict_ema'),
+    (dict(state_dict_ema='weights'), '--no-ema',
+     '--no-ema: it holds state_dict_ema only'),
+    ('tensor', None, 'it holds a Tensor, not a checkpoint dict'),
+    (dict(state_dict=dict(epoch=3)), None,
+     "checkpoint entry 'epoch' is not a tensor"),
+    ('cut', None, 'unknown variant: cotnet* with stage blocks (3, 4, 5, 3)'),
+])
+def test_what_cannot_be_converted_is_one_error_line(official_cotnet50,
+                                                    tmp_path, content,
+                                                    option, message):
+    _, weights = official_cotnet50
+    if content == 'tensor':
+        content = torch.zeros(3)
+    elif content == 'cut':
+        content = {k: v for k, v in weights.items()
+                   if not k.startswith('layer3.5.')}
+    else:
+        content = {
+            key: dict(weights) if value == 'weights' else value
+            for key, value in content.items()
+        }
+    src = tmp_path / 'src.pth'
+    torch.save(content, src)
+    dst = tmp_path / 'out.pth'
+    result = run_tool(CONVERTER, str(src), str(dst),
+                      *([option] if option else []), check=False)
+    assert result.returncode == 1
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith(f'error: {src} was not converted: ')
+    assert message in line
+    assert os.listdir(tmp_path) == ['src.pth']
 
 
 def test_converted_checkpoint_initialises_a_detection_backbone(
@@ -116,7 +163,7 @@ def test_converted_checkpoint_initialises_a_detection_backbone(
                 prefix='backbone.')))
     backbone.init_weights()
     assert torch.equal(backbone.layer4[2].conv2.se[3].bias,
-                       weights['layer4.2.conv2.se.3.bias'])
+                       2 * weights['layer4.2.conv2.se.3.bias'])  # the EMA
     wrong = MODELS.build(
         dict(
             type='CoTNeXt',

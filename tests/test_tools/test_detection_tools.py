@@ -1,5 +1,6 @@
 """Detection through the tools a user already has: tools/train.py and
 tools/test.py, tools/dist_train.sh, mim, DetInferencer."""
+import json
 import os
 import os.path as osp
 import pickle
@@ -8,7 +9,7 @@ import pytest
 import torch
 
 from ..conftest import MIM, free_port, needs_mim, run_tool
-from .conftest import FASTER_DEMO, MASK_DEMO, det_options
+from .conftest import FASTER_DEMO, MASK_DEMO, det_options, scalars
 
 
 def test_mask_demo_trains_and_evaluates_with_coco_metrics(mask_run):
@@ -20,14 +21,20 @@ def test_mask_demo_trains_and_evaluates_with_coco_metrics(mask_run):
     assert osp.isfile(osp.join(work_dir, 'epoch_1.pth'))
 
 
-def test_test_tool_computes_bbox_and_segm_ap(mask_run, shapes_coco,
-                                              tmp_path):
+def test_test_tool_reproduces_the_validation_ap(mask_run, shapes_coco,
+                                                tmp_path):
+    """tools/test.py on the checkpoint: the box and mask APs the run logged
+    when it validated it."""
     work_dir, _ = mask_run
-    result = run_tool('tools/test.py', MASK_DEMO,
-                      osp.join(work_dir, 'epoch_1.pth'), '--work-dir',
-                      str(tmp_path), *det_options(shapes_coco))
-    log = result.stdout + result.stderr
-    assert 'bbox_mAP_copypaste' in log and 'segm_mAP_copypaste' in log
+    [logged] = [r for r in scalars(work_dir) if 'coco/bbox_mAP' in r]
+    run_tool('tools/test.py', MASK_DEMO, osp.join(work_dir, 'epoch_1.pth'),
+             '--work-dir', str(tmp_path), '--out',
+             str(tmp_path / 'metrics.json'), '--out-item', 'metrics',
+             *det_options(shapes_coco))
+    with open(tmp_path / 'metrics.json') as f:
+        metrics = json.load(f)
+    for key in ('bbox_mAP', 'bbox_mAP_50', 'segm_mAP', 'segm_mAP_50'):
+        assert metrics[f'coco/{key}'] == logged[f'coco/{key}'], key
 
 
 def test_det_inferencer_detects_and_draws(mask_run, shapes_coco, tmp_path):

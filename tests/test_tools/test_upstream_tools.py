@@ -5,6 +5,7 @@ import json
 import os
 import os.path as osp
 import pickle
+import re
 
 import pytest
 
@@ -39,7 +40,15 @@ def test_mim_test_mmdet(mask_run, shapes_coco, tmp_path):
                       osp.join(work_dir, 'epoch_1.pth'), '--work-dir',
                       str(tmp_path), *det_options(shapes_coco))
     log = result.stdout + result.stderr
-    assert 'bbox_mAP_copypaste' in log and 'segm_mAP_copypaste' in log
+    [logged] = [r for r in scalars(work_dir) if 'coco/bbox_mAP' in r]
+    for kind in ('bbox', 'segm'):
+        # mmdet prints mAP, mAP_50, ... of the run, 3 decimals each
+        line = re.findall(rf'{kind}_mAP_copypaste: ([-0-9. ]+)', log)[-1]
+        printed = [float(v) for v in line.split()]
+        assert printed[:2] == [
+            round(logged[f'coco/{kind}_mAP'], 3),
+            round(logged[f'coco/{kind}_mAP_50'], 3)
+        ], kind
 
 
 @pytest.mark.parametrize('package, config, model_type', [

@@ -6,7 +6,8 @@ FLOPs follow the paper's convention: one multiply-add counts once. MMEngine's
 FlopAnalyzer counts convolutions, linear layers and norms; the CoT layers'
 local aggregation is counted through mmcot's handle (K*K multiply-adds per
 output element). Classification configs count the whole classifier
-(backbone, neck, head) on a 224x224 image; detection configs count the whole
+(backbone, neck, head) on an image of their test crop size (224, or 256 and
+320 for SE-CoTNetD-152); detection configs count the whole
 detector at inference on a 1280x800 (W x H) image: backbone, neck, RPN, the
 box heads on the proposals the RPN keeps and the mask heads on the
 detections (test_cfg.rpn.max_per_img and test_cfg.rcnn.max_per_img).
@@ -19,11 +20,8 @@ import sys
 from mmengine.analysis.print_helper import complexity_stats_table
 from mmengine.config import Config
 
-from mmcot.analysis import model_complexity
+from mmcot.analysis import default_input_shape, model_complexity
 from mmcot.fileio import atomic_write
-
-#: (H, W) counted when --shape is not given, per config scope
-DEFAULT_SHAPES = {'mmdet': (800, 1280), 'mmpretrain': (224, 224)}
 
 
 def parse_args():
@@ -33,8 +31,8 @@ def parse_args():
         '--shape',
         type=int,
         nargs='+',
-        help='input size: H W, or one value for a square (default: 224 for '
-        'classification, 800 1280 for detection)')
+        help='input size: H W, or one value for a square (default: the '
+        'test crop of a classification config, 800 1280 for detection)')
     parser.add_argument(
         '--table', action='store_true', help='print a per-module table')
     parser.add_argument('--json', help='also write the numbers to this file')
@@ -52,7 +50,7 @@ def main():
     args = parse_args()
     cfg = Config.fromfile(args.config)
     if args.shape is None:
-        shape = DEFAULT_SHAPES[cfg.get('default_scope', 'mmpretrain')]
+        shape = default_input_shape(cfg)
     else:
         shape = tuple(args.shape * 2 if len(args.shape) == 1 else args.shape)
     result = model_complexity(cfg, shape)

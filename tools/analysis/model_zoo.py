@@ -25,7 +25,8 @@ from collections import OrderedDict
 import yaml
 from mmengine.config import Config
 
-from mmcot.analysis import markdown_table, model_complexity
+from mmcot.analysis import (DETECTION_SHAPE, default_input_shape,
+                            markdown_table, model_complexity)
 from mmcot.fileio import atomic_write
 from mmcot.version import __version__
 
@@ -92,13 +93,6 @@ DET_BACKBONE = {
 
 def rel(*parts):
     return osp.join(ROOT, *parts)
-
-
-def test_size(cfg: Config) -> int:
-    for step in cfg.test_dataloader.dataset.pipeline:
-        if step.get('type') == 'CenterCrop':
-            return step['crop_size']
-    return 224
 
 
 def training_techniques(cfg: Config) -> list:
@@ -191,8 +185,8 @@ def classification_rows(complexity: Complexity) -> list:
             if not osp.isfile(rel(path)):
                 raise FileNotFoundError(f'{path} is missing')
             cfg = Config.fromfile(rel(path))
-            size = test_size(cfg)
-            measured = complexity(cfg, (size, size))
+            size = default_input_shape(cfg)[0]
+            measured = complexity(cfg, default_input_shape(cfg))
             rows.append(
                 dict(
                     name=name,
@@ -317,6 +311,7 @@ def readme_zoo(rows: list, benchmarks: list) -> str:
         table.append(
             OrderedDict([
                 ('Backbone', name),
+                ('Size', first['size']),
                 ('Params (M)', f'{first["params"] / 1e6:.2f}'),
                 ('FLOPs (G)', f'{first["flops"] / 1e9:.2f}'),
                 ('CPU img/s', f'{speed[0]["infer_img_per_s"]:.1f}'
@@ -329,7 +324,9 @@ def readme_zoo(rows: list, benchmarks: list) -> str:
     devices = sorted({s[1] for s in speeds.values()})
     return '\n'.join([
         markdown_table(table), '',
-        f'224 x 224. Params and FLOPs measured on the built models; speed '
+        'Params and FLOPs measured on the built models at the size each '
+        'model trains and tests at (SE-CoTNetD-152: 256, its official '
+        'resolution); speed at 224 x 224, '
         f'measured on {", ".join(devices) or "-"} '
         '(docs/benchmarks, `tools/analysis/benchmark.py`); top-1 from the '
         f'paper ({PAPER_CITE}). Per-config tables: '
@@ -340,10 +337,6 @@ def readme_zoo(rows: list, benchmarks: list) -> str:
         '[Cascade Mask R-CNN](configs/cascade_mask_rcnn/README.md).', '',
         '![throughput vs top-1](docs/benchmarks/throughput_vs_top1.png)'
     ])
-
-
-#: (H, W) at which detectors are counted, mmdet's convention (1280x800)
-DETECTION_SHAPE = (800, 1280)
 
 
 def detection_configs(folder: str, complexity: 'Complexity') -> list:

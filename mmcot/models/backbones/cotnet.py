@@ -2,7 +2,6 @@
 from typing import Optional, Sequence
 
 import torch
-import torch.nn as nn
 import torch.utils.checkpoint as cp
 from mmcv.cnn import build_conv_layer, build_norm_layer
 from mmengine.registry import MODELS
@@ -58,7 +57,12 @@ class CoTBottleneck(Bottleneck):
         self.norm1_name, norm1 = build_norm_layer(
             self.norm_cfg, width, postfix=1)
         self.conv1 = build_conv_layer(
-            self.conv_cfg, in_channels, width, kernel_size=1, bias=False)
+            self.conv_cfg,
+            in_channels,
+            width,
+            kernel_size=1,
+            stride=self.conv1_stride,
+            bias=False)
         self.add_module(self.norm1_name, norm1)
         delattr(self, self.norm2_name)
 
@@ -112,12 +116,16 @@ class CoTBottleneck(Bottleneck):
         return self.relu(out)
 
 
+def check_depth(backbone: str, depth: int, arch_settings: dict) -> None:
+    """Raise KeyError (as mmpretrain's ResNet) naming the valid depths."""
+    if depth not in arch_settings:
+        raise KeyError(f'invalid depth {depth} for {backbone}, expected one '
+                       f'of {sorted(arch_settings)}')
+
+
 def _override_stage_blocks(arch_settings: dict, depth: int,
                            stage_blocks: Optional[Sequence[int]]) -> dict:
     """``arch_settings`` with the blocks per stage of ``depth`` replaced."""
-    if depth not in arch_settings:
-        raise KeyError(f'invalid depth {depth}, expected one of '
-                       f'{sorted(arch_settings)}')
     if stage_blocks is None:
         return arch_settings
     stage_blocks = tuple(stage_blocks)
@@ -167,6 +175,7 @@ class CoTNet(ResNet):
                  groups: int = 1,
                  width_per_group: int = 64,
                  **kwargs) -> None:
+        check_depth(type(self).__name__, depth, self.arch_settings)
         self.arch_settings = _override_stage_blocks(self.arch_settings, depth,
                                                     stage_blocks)
         self.groups = groups
@@ -179,13 +188,27 @@ class CoTNet(ResNet):
 
     def init_weights(self) -> None:
         """As ResNet's, but a ``Pretrained`` checkpoint must match exactly
-        (a checkpoint of another variant raises, listing the differences)."""
-        if (isinstance(self.init_cfg, dict)
-                and self.init_cfg.get('type') == 'Pretrained'):
-            load_pretrained_strictly(self, self.init_cfg)
-            self._is_init = True
+        (a checkpoint of another variant raises, listing the differences),
+        alone or in a list of initialisers (the others run first)."""
+        init_cfgs = self.init_cfg if isinstance(self.init_cfg,
+                                                list) else [self.init_cfg]
+        pretrained = [
+            cfg for cfg in init_cfgs
+            if isinstance(cfg, dict) and cfg.get('type') == 'Pretrained'
+        ]
+        if not pretrained:
+            super().init_weights()
             return
-        super().init_weights()
+        others = [cfg for cfg in init_cfgs if cfg not in pretrained]
+        if others:
+            self.init_cfg, all_cfgs = others, self.init_cfg
+            try:
+                super().init_weights()
+            finally:
+                self.init_cfg = all_cfgs
+        for cfg in pretrained:
+            load_pretrained_strictly(self, cfg)
+        self._is_init = True
 
     def train(self, mode: bool = True) -> 'CoTNet':
         """As ResNet's (``frozen_stages``, ``norm_eval``); returns self."""

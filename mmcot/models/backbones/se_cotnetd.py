@@ -6,7 +6,7 @@ from mmcv.cnn import build_conv_layer, build_norm_layer
 from mmengine.registry import MODELS
 from mmpretrain.models.backbones.resnet import ResLayer
 
-from .cotnet import CoTBottleneck, CoTNet
+from .cotnet import CoTBottleneck, CoTNet, check_depth
 
 
 class _StageBlocks:
@@ -70,6 +70,7 @@ class SECoTNetD(CoTNet):
                  avg_down: bool = True,
                  anti_alias: Optional[bool] = None,
                  **kwargs) -> None:
+        check_depth(type(self).__name__, depth, self.arch_settings)
         self.anti_alias = depth == 152 if anti_alias is None else anti_alias
         if stem_channels is None:
             stem_channels = self.default_stem_channels[depth]

@@ -2,7 +2,7 @@
 // (torch.ops.mmcot.*): CPU and CUDA kernels through the device-agnostic
 // entry, shape-only Meta kernels (what FakeTensor, torch.compile and
 // torch.export trace with), and autograd through the fused backward
-// operator. Importing the module registers them; the Python module itself
+// operator, itself differentiable (double backward, gradgradcheck). Importing the module registers them; the Python module itself
 // only says whether the CUDA kernels are built.
 #include <torch/extension.h>
 
@@ -122,6 +122,85 @@ class LocalAggregationFunction
   }
 };
 
+// The backward is bilinear: grad_input = B_x(grad_output, weight) and
+// grad_weight = B_w(grad_output, input), each the adjoint of the forward in
+// one argument. Its own gradients are therefore forwards and backwards
+// again, called through the dispatcher so that they are differentiable too.
+class LocalAggregationBackwardFunction
+    : public torch::autograd::Function<LocalAggregationBackwardFunction> {
+ public:
+  static torch::autograd::variable_list forward(
+      torch::autograd::AutogradContext* ctx, const at::Tensor& grad_output,
+      const at::Tensor& input, const at::Tensor& weight, Window kernel_size,
+      Window stride, Window padding, Window dilation, bool need_input,
+      bool need_weight) {
+    ctx->save_for_backward({grad_output, input, weight});
+    std::vector<int64_t> window = kernel_size.vec();
+    for (Window part : {stride, padding, dilation}) {
+      window.insert(window.end(), part.begin(), part.end());
+    }
+    ctx->saved_data["window"] = window;
+    ctx->saved_data["need_input"] = need_input;
+    ctx->saved_data["need_weight"] = need_weight;
+    at::AutoDispatchBelowADInplaceOrView guard;
+    auto [grad_input, grad_weight] =
+        call_backward(grad_output, input, weight, kernel_size, stride,
+                      padding, dilation, need_input, need_weight);
+    return {grad_input, grad_weight};
+  }
+
+  static torch::autograd::variable_list backward(
+      torch::autograd::AutogradContext* ctx,
+      torch::autograd::variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const at::Tensor &grad_output = saved[0], &input = saved[1],
+                     &weight = saved[2];
+    const auto window = ctx->saved_data["window"].toIntVector();
+    const Window w(window);
+    const Window k = w.slice(0, 2), s = w.slice(2, 2), p = w.slice(4, 2),
+                 d = w.slice(6, 2);
+    // gradients of grad_input and grad_weight; an unneeded one is empty
+    const at::Tensor& gg_input = grads[0];
+    const at::Tensor& gg_weight = grads[1];
+    const bool with_gg_input = ctx->saved_data["need_input"].toBool() &&
+                               gg_input.defined() && gg_input.numel() > 0;
+    const bool with_gg_weight = ctx->saved_data["need_weight"].toBool() &&
+                                gg_weight.defined() && gg_weight.numel() > 0;
+    at::Tensor d_grad_output, d_input, d_weight;
+    if (ctx->needs_input_grad(0)) {
+      if (with_gg_input) {
+        d_grad_output = call_forward(gg_input, weight, k, s, p, d);
+      }
+      if (with_gg_weight) {
+        auto part = call_forward(input, gg_weight, k, s, p, d);
+        d_grad_output =
+            d_grad_output.defined() ? d_grad_output + part : part;
+      }
+    }
+    if (ctx->needs_input_grad(1) && with_gg_weight) {
+      d_input = std::get<0>(call_backward(grad_output, input, gg_weight, k,
+                                          s, p, d, true, false));
+    }
+    if (ctx->needs_input_grad(2) && with_gg_input) {
+      d_weight = std::get<1>(call_backward(grad_output, gg_input, weight, k,
+                                           s, p, d, false, true));
+    }
+    return {d_grad_output, d_input,      d_weight,     at::Tensor(),
+            at::Tensor(),  at::Tensor(), at::Tensor(), at::Tensor(),
+            at::Tensor()};
+  }
+};
+
+std::tuple<at::Tensor, at::Tensor> backward_autograd(
+    const at::Tensor& grad_output, const at::Tensor& input,
+    const at::Tensor& weight, Window kernel_size, Window stride,
+    Window padding, Window dilation, bool need_input, bool need_weight) {
+  auto grads = LocalAggregationBackwardFunction::apply(
+      grad_output, input, weight, kernel_size, stride, padding, dilation,
+      need_input, need_weight);
+  return {grads[0], grads[1]};
+}
+
 at::Tensor forward_autograd(const at::Tensor& input, const at::Tensor& weight,
                             Window kernel_size, Window stride, Window padding,
                             Window dilation) {
@@ -162,6 +241,7 @@ TORCH_LIBRARY_IMPL(mmcot, Meta, m) {
 
 TORCH_LIBRARY_IMPL(mmcot, Autograd, m) {
   m.impl("local_aggregation", &mmcot::forward_autograd);
+  m.impl("local_aggregation_backward", &mmcot::backward_autograd);
 }
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
