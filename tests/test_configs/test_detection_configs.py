@@ -92,6 +92,24 @@ def test_paper_recipe(path):
     scales = resize.get('scale') or resize.get('scales')
     assert min(s[1] for s in scales) == 640
     assert max(s[1] for s in scales) == 800
+    # the official runs: WEIGHT_DECAY_NORM 0, WARMUP_ITERS 1000 from
+    # WARMUP_FACTOR 0.001, steps at 60k / 80k of 90k (epochs 8, 11 of 12)
+    assert cfg.optim_wrapper.paramwise_cfg == dict(norm_decay_mult=0.)
+    warmup, steps = cfg.param_scheduler
+    assert (warmup.type, warmup.start_factor, warmup.by_epoch, warmup.begin,
+            warmup.end) == ('LinearLR', 0.001, False, 0, 1000)
+    assert (steps.type, steps.milestones, steps.gamma) == ('MultiStepLR',
+                                                           [8, 11], 0.1)
+    # MIN_SIZE_TRAIN_SAMPLING of the official run behind each number
+    name = osp.basename(path)
+    sampled_from_range = name.startswith(('faster', 'cascade-rcnn')) or any(
+        name.startswith(f'{detector}_{backbone}_')
+        for detector, backbone in (('mask-rcnn', 'cotnet101'),
+                                   ('mask-rcnn', 'cotnext101'),
+                                   ('cascade-mask-rcnn', 'cotnext101')))
+    assert resize.type == ('RandomResize'
+                           if sampled_from_range else 'RandomChoiceResize')
+    assert ('_ms-range-1x_' in name) == sampled_from_range
 
 
 def reduced(path):

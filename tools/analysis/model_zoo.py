@@ -371,9 +371,11 @@ def detection_table(rows: list) -> str:
                            ('Schedule', '1x'),
                            ('Params (M)', f'{r["params"] / 1e6:.2f}'),
                            ('FLOPs (G)', f'{r["flops"] / 1e9:.1f}'),
-                           ('box AP (paper)', fmt(r['box'], 2))])
+                           ('box AP', fmt(r['box'], 2))])
         if with_mask:
-            row['mask AP (paper)'] = fmt(r['mask'], 2)
+            row['mask AP'] = fmt(r['mask'], 2)
+        row['AP from'] = ('official repo' if r['token'].startswith('se-')
+                          else 'paper')
         row['Config'] = f'[config]({osp.basename(r["config"])})'
         table.append(row)
     source = (f'CoTNet / CoTNeXt: the paper ({PAPER_CITE}, Tables 7 and 8); '

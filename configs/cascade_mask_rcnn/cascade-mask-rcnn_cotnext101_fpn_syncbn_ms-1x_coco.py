@@ -1,7 +1,0 @@
-_base_ = './cascade-mask-rcnn_cotnet50_fpn_syncbn_ms-1x_coco.py'
-
-model = dict(
-    backbone=dict(
-        type='CoTNeXt',
-        depth=101,
-        init_cfg=dict(checkpoint='checkpoints/cotnext101-2x48d_mmcot.pth')))

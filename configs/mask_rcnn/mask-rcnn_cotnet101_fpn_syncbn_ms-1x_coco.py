@@ -1,4 +1,0 @@
-_base_ = './mask-rcnn_cotnet50_fpn_syncbn_ms-1x_coco.py'
-
-model = dict(
-    backbone=dict(depth=101, init_cfg=dict(checkpoint='checkpoints/cotnet101_mmcot.pth')))
