@@ -8,13 +8,5 @@ model = dict(
 
 # the official run behind the published numbers sampled the shorter side
 # from the range [640, 800] (MIN_SIZE_TRAIN_SAMPLING range), not a choice
-train_pipeline = [
-    dict(type='LoadImageFromFile', backend_args=None),
-    dict(type='LoadAnnotations', with_bbox=True, with_mask=True,
-         poly2mask=False),
-    dict(type='RandomResize', scale=[(1333, 640), (1333, 800)],
-         keep_ratio=True),
-    dict(type='RandomFlip', prob=0.5),
-    dict(type='PackDetInputs'),
-]
-train_dataloader = dict(dataset=dict(pipeline=train_pipeline))
+train_dataloader = dict(
+    dataset=dict(pipeline={{_base_.cot_range_mask_train_pipeline}}))

@@ -19,3 +19,16 @@ cot_backbone = dict(
         type='Pretrained',
         checkpoint='checkpoints/cotnet50_mmcot.pth',
         prefix='backbone.'))
+
+# the official runs that sampled the shorter side from the range [640, 800]
+# (MIN_SIZE_TRAIN_SAMPLING range) where mmdet's Mask R-CNN bases choose from
+# 640:32:800: the train pipeline of their ms-range-1x configs
+cot_range_mask_train_pipeline = [
+    dict(type='LoadImageFromFile', backend_args=None),
+    dict(type='LoadAnnotations', with_bbox=True, with_mask=True,
+         poly2mask=False),
+    dict(type='RandomResize', scale=[(1333, 640), (1333, 800)],
+         keep_ratio=True),
+    dict(type='RandomFlip', prob=0.5),
+    dict(type='PackDetInputs'),
+]
