@@ -8,6 +8,7 @@ extension, and the op then runs its pure-PyTorch reference.
 import glob
 import os
 import os.path as osp
+import sys
 
 from setuptools import find_packages, setup
 
@@ -62,6 +63,14 @@ def get_extensions():
         glob.glob(osp.join(CSRC, 'pytorch', 'cpu', '*.cpp')))
     # no trapping math (as torch): lets GCC vectorise the masked loops
     cxx_flags = ['-O3', '-fno-trapping-math']
+    nvcc_flags = ['-O3', '--expt-relaxed-constexpr']
+    if sys.platform.startswith('linux'):
+        # the device registry stays this module's own: GCC would otherwise
+        # merge its function-local statics with those of any other build of
+        # the kernels loaded in the process (STB_GNU_UNIQUE), which could
+        # then replace these kernels
+        cxx_flags.append('-fno-gnu-unique')
+        nvcc_flags.append('-Xcompiler=-fno-gnu-unique')
     define_macros = []
     force_cuda = os.getenv('FORCE_CUDA')
     if force_cuda is not None:
@@ -82,7 +91,7 @@ def get_extensions():
                 define_macros=define_macros,
                 extra_compile_args={
                     'cxx': cxx_flags,
-                    'nvcc': ['-O3', '--expt-relaxed-constexpr'],
+                    'nvcc': nvcc_flags,
                 })
         ]
     return [

@@ -17,7 +17,9 @@
 #      floor_ratio (time over bytes to move / copy bandwidth), memory, ratio
 #      to the unfold reference, and to the previous kernels of PREVIOUS_EXT
 #      or, if it loads, build/previous_kernels/mmcot_previous_ext.so (made
-#      by tools/analysis/build_previous_kernels.py);
+#      by tools/analysis/build_previous_kernels.py), and to the variants in
+#      build/kernel_variants (tools/analysis/build_kernel_variants.py) that
+#      load; on the GPU, the kernels' own device time beside the wall time;
 #   4. model_benchmark (not with --quick): tools/analysis/benchmark.py
 #      --device cuda, CoTNet-50, CoTNeXt-50, SE-CoTNetD-50 against ResNet-50,
 #      ResNeXt-50 and ResNeSt-50, fp32 and fp16 inference and training step,
@@ -122,10 +124,25 @@ from benchmark_op import load_module; load_module(sys.argv[1])' \
          "another Python or torch?): the previous kernels are not timed"
   fi
 fi
+# variants of the kernels (build_kernel_variants.py) that load in $PY
+VARIANTS=()
+if compgen -G 'build/kernel_variants/mmcot_kernels_*.so' > /dev/null; then
+  mapfile -t VARIANTS < <("$PY" -c 'import sys; sys.path.insert(0, "tools/analysis")
+from benchmark_op import load_module
+for path in sys.argv[1:]:
+    try:
+        load_module(path)
+        print(path)
+    except (ImportError, OSError) as e:
+        print(f"[gpu_check] {path} does not load: {e}", file=sys.stderr)' \
+    build/kernel_variants/mmcot_kernels_*.so)
+  [ ${#VARIANTS[@]} -eq 0 ] || VARIANTS=(--variant-ext "${VARIANTS[@]}")
+fi
 # shellcheck disable=SC2086
 step op_benchmark "$PY" tools/analysis/benchmark_op.py --device "$DEVICE" \
   --batch "$BATCH" --repeats "$REPEATS" --dtypes $DTYPES \
-  ${PREVIOUS[@]+"${PREVIOUS[@]}"} --json "$OUT/op_benchmark.json"
+  ${PREVIOUS[@]+"${PREVIOUS[@]}"} ${VARIANTS[@]+"${VARIANTS[@]}"} \
+  --json "$OUT/op_benchmark.json"
 if [ $QUICK -eq 0 ]; then
   # shellcheck disable=SC2086
   step model_benchmark "$PY" tools/analysis/benchmark.py --device "$DEVICE" \

@@ -35,6 +35,31 @@ def median_ms(fn: Callable[[], Any],
     return statistics.median(times)
 
 
+def profiled_ms(fn: Callable[[], Any],
+                device: str,
+                repeats: int,
+                match: str,
+                before: Optional[Callable[[], Any]] = None) -> float:
+    """Time per call of ``fn()`` in milliseconds spent in what the profiler
+    names with ``match`` in it: on a GPU the device time of those kernels
+    (host overhead excluded), on a CPU the time of those operators. Each of
+    ``repeats`` calls follows ``before()`` (untimed unless it matches)."""
+    from torch.profiler import ProfilerActivity, profile
+    cuda = device.startswith('cuda')
+    activity = ProfilerActivity.CUDA if cuda else ProfilerActivity.CPU
+    with profile(activities=[activity]) as prof:
+        for _ in range(repeats):
+            if before is not None:
+                before()
+            fn()
+        synchronize(device)
+    key = 'device_time_total' if cuda else 'cpu_time_total'
+    total_us = sum(
+        getattr(event, key) for event in prof.key_averages()
+        if match in event.key)
+    return total_us / repeats / 1e3
+
+
 def cache_flusher(device: str, mib: int = 256) -> Callable[[], None]:
     """A function that evicts the device's caches by writing ``mib`` MiB
     (8x an H100's 50 MB L2; 256 MiB also exceeds CPU last-level caches)."""

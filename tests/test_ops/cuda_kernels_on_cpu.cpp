@@ -13,6 +13,7 @@
 #define __global__
 #define __device__
 #define __host__
+#define __launch_bounds__(...)
 
 struct SimDim3 {
   unsigned int x = 1, y = 1, z = 1;

@@ -33,6 +33,12 @@ CASES = [
     (2, 3, 5, 9, 2, 3, (5, 5), (2, 2), (4, 4), (1, 1)),  # output > input
     (1, 8, 10, 7, 1, 2, (7, 7), (1, 1), (3, 3), (1, 1)),  # 49 taps
     (1, 4, 12, 12, 2, 4, (5, 5), (3, 3), (5, 5), (2, 2)),
+    # C/G = 8, as in CoT layers
+    (2, 16, 9, 7, 1, 2, (3, 3), (1, 1), (1, 1), (1, 1)),
+    (1, 24, 10, 9, 2, 3, (5, 3), (2, 1), (2, 1), (1, 1)),
+    (2, 8, 12, 11, 1, 1, (3, 3), (1, 1), (2, 2), (2, 2)),
+    (1, 16, 5, 9, 3, 2, (5, 5), (2, 2), (4, 4), (1, 1)),  # output > input
+    (1, 32, 8, 8, 1, 4, (3, 3), (3, 3), (0, 0), (1, 1)),
 ]
 # (threads per block, most blocks): a grid smaller than the work runs the
 # grid-stride loop
@@ -107,8 +113,9 @@ def test_kernels_match_reference_float64(kernels, case, grid, index64):
         assert_near(got_a, ga, 1e-13, f'weight gradient (unit={unit})')
 
 
-def test_backward_computes_only_what_is_asked(kernels):
-    x, a, gy, window = make_case(CASES[2])
+@pytest.mark.parametrize('case', [CASES[2], CASES[16]], ids=case_id)
+def test_backward_computes_only_what_is_asked(kernels, case):
+    x, a, gy, window = make_case(case)
     _, gx, ga = reference(x, a, gy, window)
     got_x, got_a = kernels.backward(gy, x, a, *window, True, False, 32, 3,
                                     False, True)

@@ -26,9 +26,12 @@ def _pair(value):
     return (value, value) if isinstance(value, int) else tuple(value)
 
 
+@torch.no_grad()
 def loop_aggregation(input, weight, k, s, p, d):
     """The defining formula, one output element at a time (an independent
-    oracle for the unfold reference); ints or (h, w) pairs."""
+    oracle for the unfold reference); ints or (h, w) pairs. Without
+    autograd: tens of thousands of in-place updates would chain as many
+    graph nodes (a segmentation fault in one GPU node's run)."""
     (kh, kw), (sh, sw), (ph, pw), (dh, dw) = map(_pair, (k, s, p, d))
     n, c, h, w = input.shape
     heads, groups = weight.shape[1:3]
@@ -76,8 +79,10 @@ def test_reference_matches_definition():
 
 
 # (n, c, h, w, heads, groups) x (k, stride, dilation): odd sizes, K 1/3/5/7.
+# the last with 8 channels per weight group, as CoT layers (the CUDA
+# kernels' specialised path)
 SHAPES = [(1, 8, 9, 7, 1, 2), (2, 12, 6, 11, 2, 3), (3, 4, 5, 5, 1, 4),
-          (2, 16, 13, 8, 2, 8)]
+          (2, 16, 13, 8, 2, 8), (2, 16, 9, 10, 2, 2)]
 WINDOWS = [(1, 1, 1), (3, 1, 1), (3, 2, 1), (3, 1, 2), (5, 2, 2), (7, 1, 1),
            (7, 2, 1)]
 

@@ -166,3 +166,26 @@ def test_op_share_goal():
     assert share['met'] is (op_ms / 125.0 <= 0.05)
     speed = results['CoTNet-50 fp16 training img/s vs ResNet-50']
     assert speed['measured'] == pytest.approx(0.8) and speed['met']
+
+
+def test_op_goals_take_kernel_time_where_measured():
+    """On a GPU the floor ratios and speed-ups of the goals are the kernels'
+    (host overhead excluded); wall-time figures count where no kernel time
+    was measured."""
+
+    def row(c, wall, kernel=None):
+        direction = dict(ms=1.0, floor_ratio=wall, vs_reference=10.0,
+                         vs_previous=wall)
+        if kernel is not None:
+            direction.update(kernel_floor_ratio=kernel,
+                             kernel_vs_previous=kernel)
+        return dict(dtype='float32', C=c, H=7, batch=64, forward=direction,
+                    backward=dict(direction))
+
+    op = dict(rows=[row(64, 9.0, 1.2), row(128, 5.0), row(512, 8.0, 1.9)])
+    results = {g['goal']: g['measured']
+               for g in gpu_check_summary.goals(op, None)}
+    assert results['op forward floor_ratio, stages 1-3 (max)'] == 5.0
+    assert results['op backward floor_ratio, stage 4'] == 1.9
+    assert results['op float32 speed-up over the previous kernels '
+                   '(min)'] == 1.2

@@ -17,21 +17,27 @@ weight, both gradients; E = N*C*H*W) over the device copy bandwidth
 measured in the same run; ``floor_ratio`` is time over that floor.
 ``--previous-ext`` also times the kernels of an earlier commit, built by
 tools/analysis/build_previous_kernels.py, interleaved with the current
-ones; ``vs_previous`` is their time over the current kernels'. ``overhead_ms``
+ones; ``vs_previous`` is their time over the current kernels'.
+``--variant-ext`` times variants of the current kernels built by
+tools/analysis/build_kernel_variants.py the same way. ``overhead_ms``
 is the time of the same call on a one-pixel input (dispatch, autograd and
 kernel launches, which a GPU's small stages are made of);
-``net_floor_ratio`` is (time - overhead) over the floor.
+``net_floor_ratio`` is (time - overhead) over the floor. On a GPU,
+``kernel_ms`` is the device time of the op's kernels alone per call (the
+profiler's CUDA trace, same flushed calls), and ``kernel_floor_ratio`` /
+``kernel_vs_previous`` compare kernels with the floor and with each other.
 """
 import argparse
 import importlib.util
 import json
 import os.path as osp
+from typing import Callable
 
 import torch
 
 from mmcot.analysis import (cache_flusher, copy_bandwidth_gbps, device_name,
                             markdown_table, median_ms, peak_memory_mib,
-                            run_isolated)
+                            profiled_ms, run_isolated)
 from mmcot.fileio import atomic_write
 from mmcot.ops import ext_available, local_aggregation_reference
 
@@ -61,6 +67,13 @@ def parse_args():
         '--previous-ext',
         help='mmcot_previous_ext.so of build_previous_kernels.py: time '
         'those kernels too')
+    parser.add_argument(
+        '--variant-ext',
+        nargs='+',
+        default=[],
+        metavar='FILE',
+        help='mmcot_kernels_<name>.so of build_kernel_variants.py: time '
+        'those kernels too')
     parser.add_argument('--json', help='also write the results here')
     args = parser.parse_args()
     if args.device.startswith('cuda') and not torch.cuda.is_available():
@@ -70,14 +83,22 @@ def parse_args():
         parser.error('float16 / bfloat16 are measured on GPUs only')
     if min(args.batch, args.repeats) < 1 or args.warmup < 0:
         parser.error('--batch and --repeats must be >= 1, --warmup >= 0')
-    if args.previous_ext:
+    modules = [('previous', args.previous_ext)] if args.previous_ext else []
+    modules += [(variant_name(path), path) for path in args.variant_ext]
+    for impl, path in modules:
         try:
-            PreviousKernels.ext = load_module(args.previous_ext)
+            IMPLS[impl] = extension_impl(load_module(path))
         except (ImportError, OSError) as e:
-            parser.error(f'--previous-ext {args.previous_ext}: cannot load '
-                         f'it ({e})')
-        IMPLS['previous'] = PreviousKernels.apply
+            option = '--previous-ext' if impl == 'previous' else \
+                '--variant-ext'
+            parser.error(f'{option} {path}: cannot load it ({e})')
     return args
+
+
+def variant_name(path: str) -> str:
+    """``variant:<name>`` of a module file ``mmcot_kernels_<name>.so``."""
+    module = osp.basename(path).split('.')[0]
+    return 'variant:' + module.replace('mmcot_kernels_', '', 1)
 
 
 def load_module(path: str):
@@ -100,23 +121,28 @@ def reference(x, w):
     return local_aggregation_reference(x, w, KERNEL, STRIDE, PADDING, DILATION)
 
 
-class PreviousKernels(torch.autograd.Function):
-    """The op through an earlier commit's extension (``ext``)."""
-    ext = None
+def extension_impl(ext) -> Callable:
+    """The op through the entry points ``local_aggregation_forward`` /
+    ``_backward`` of a separately built module ``ext`` (an earlier commit's
+    kernels, or a variant of the current ones)."""
 
-    @staticmethod
-    def forward(ctx, x, w):
-        ctx.save_for_backward(x, w)
-        return PreviousKernels.ext.local_aggregation_forward(
-            x, w, KERNEL, STRIDE, PADDING, DILATION)
+    class Op(torch.autograd.Function):
 
-    @staticmethod
-    def backward(ctx, grad):
-        x, w = ctx.saved_tensors
-        return tuple(
-            PreviousKernels.ext.local_aggregation_backward(
-                grad.contiguous(), x, w, KERNEL, STRIDE, PADDING, DILATION,
-                True, True))
+        @staticmethod
+        def forward(ctx, x, w):
+            ctx.save_for_backward(x, w)
+            return ext.local_aggregation_forward(x, w, KERNEL, STRIDE,
+                                                 PADDING, DILATION)
+
+        @staticmethod
+        def backward(ctx, grad):
+            x, w = ctx.saved_tensors
+            return tuple(
+                ext.local_aggregation_backward(grad.contiguous(), x, w,
+                                               KERNEL, STRIDE, PADDING,
+                                               DILATION, True, True))
+
+    return Op.apply
 
 
 IMPLS = {'compiled': compiled, 'reference': reference}
@@ -131,25 +157,31 @@ def make_inputs(batch, channels, size, dtype, device):
             w.to(device, getattr(torch, dtype)).requires_grad_())
 
 
-def directions_ms(fn, x, w, args, before=None) -> dict:
+def directions_ms(fn, x, w, args, before=None, kernels=False) -> dict:
     """Median forward time and backward time (both gradients, from a
-    retained graph) of ``fn(x, w)`` in ms."""
+    retained graph) of ``fn(x, w)`` in ms; with ``kernels``, also the
+    device time of the op's kernels per call (GPU)."""
     grad = torch.ones_like(x)
-    result = dict(
-        forward_ms=median_ms(lambda: fn(x, w), args.device, args.warmup,
-                             args.repeats, before))
+    calls = dict(forward=lambda: fn(x, w))
     y = fn(x, w)
-    result['backward_ms'] = median_ms(
-        lambda: torch.autograd.grad(y, (x, w), grad, retain_graph=True),
-        args.device, args.warmup, args.repeats, before)
+    calls['backward'] = lambda: torch.autograd.grad(
+        y, (x, w), grad, retain_graph=True)
+    result = {}
+    for direction, call in calls.items():
+        result[f'{direction}_ms'] = median_ms(call, args.device, args.warmup,
+                                              args.repeats, before)
+        if kernels:
+            result[f'{direction}_kernel_ms'] = profiled_ms(
+                call, args.device, args.repeats, 'local_aggregation', before)
     return result
 
 
 def run_case(impl, shape, dtype, args):
-    """Median forward and backward time (ms), the time of a call on a
-    one-pixel input (what a call costs besides moving the data: dispatch,
-    autograd, launches) and peak memory (MiB) of the forward and of
-    forward + backward, for one implementation."""
+    """Median forward and backward time (ms), on a GPU the time of the op's
+    kernels alone (an implementation of our kernels, not the reference),
+    the time of a call on a one-pixel input (what a call costs besides
+    moving the data: dispatch, autograd, launches) and peak memory (MiB) of
+    the forward and of forward + backward, for one implementation."""
     x, w = make_inputs(args.batch, *shape, dtype, args.device)
     fn = IMPLS[impl]
 
@@ -159,12 +191,18 @@ def run_case(impl, shape, dtype, args):
     def forward_backward():
         torch.autograd.grad(fn(x, w), (x, w), torch.ones_like(x))
 
-    if args.device.startswith('cuda'):
+    cuda = args.device.startswith('cuda')
+    if cuda:
         forward_backward()  # CUDA context and kernels are not the op's
     result = dict(
         forward_MiB=peak_memory_mib(forward, args.device),
         forward_backward_MiB=peak_memory_mib(forward_backward, args.device),
-        **directions_ms(fn, x, w, args, before=cache_flusher(args.device)))
+        **directions_ms(fn,
+                        x,
+                        w,
+                        args,
+                        before=cache_flusher(args.device),
+                        kernels=cuda and impl != 'reference'))
     tiny = make_inputs(1, 8, 1, dtype, args.device)
     for direction, ms in directions_ms(fn, *tiny, args).items():
         result[direction.replace('_ms', '_overhead_ms')] = ms
@@ -200,12 +238,34 @@ def stage_results(shape, dtype, bandwidth, args) -> dict:
             GBps=moved / ms / 1e6,
             reference_ms=reference_[f'{direction}_ms'],
             vs_reference=reference_[f'{direction}_ms'] / ms)
+        kernel_ms = compiled_.get(f'{direction}_kernel_ms')
+        if kernel_ms:
+            row[direction].update(kernel_ms=kernel_ms,
+                                  kernel_floor_ratio=kernel_ms / floor_ms)
         if 'previous' in results:
-            previous_ms = results['previous'][f'{direction}_ms']
+            previous = results['previous']
+            previous_ms = previous[f'{direction}_ms']
             row[direction].update(
                 previous_ms=previous_ms,
                 previous_floor_ratio=previous_ms / floor_ms,
                 vs_previous=previous_ms / ms)
+            previous_kernel_ms = previous.get(f'{direction}_kernel_ms')
+            if kernel_ms and previous_kernel_ms:
+                row[direction].update(
+                    previous_kernel_ms=previous_kernel_ms,
+                    kernel_vs_previous=previous_kernel_ms / kernel_ms)
+        for impl, result in results.items():
+            if not impl.startswith('variant:'):
+                continue
+            variant_ms = result.get(f'{direction}_kernel_ms') or result[
+                f'{direction}_ms']
+            current_ms = kernel_ms or ms
+            row.setdefault('variants', {}).setdefault(
+                impl.split(':', 1)[1], {})[direction] = dict(
+                    ms=result[f'{direction}_ms'],
+                    kernel_ms=result.get(f'{direction}_kernel_ms'),
+                    floor_ratio=variant_ms / floor_ms,
+                    vs_current=variant_ms / current_ms)
     for key in ('forward_MiB', 'forward_backward_MiB'):
         row[key] = compiled_[key]
         row[f'reference_{key}'] = reference_[key]
@@ -213,8 +273,9 @@ def stage_results(shape, dtype, bandwidth, args) -> dict:
 
 
 def table(rows) -> str:
-    keys = ('ms', 'floor_ratio', 'net_floor_ratio', 'vs_reference',
-            'vs_previous')
+    keys = ('ms', 'floor_ratio', 'net_floor_ratio', 'kernel_ms',
+            'kernel_floor_ratio', 'vs_reference', 'vs_previous',
+            'kernel_vs_previous')
     return markdown_table([
         {
             'dtype': r['dtype'],
@@ -228,6 +289,24 @@ def table(rows) -> str:
             'fwd+bwd MiB': r['forward_backward_MiB'],
             'ref MiB': r['reference_forward_backward_MiB'],
         } for r in rows
+    ])
+
+
+def variants_table(rows) -> str:
+    """Each variant's floor ratio and time over the current kernels' (on
+    kernel time where measured), by precision and stage."""
+    return markdown_table([
+        {
+            'dtype': r['dtype'],
+            'C x H': f'{r["C"]} x {r["H"]}',
+            'variant': name,
+            **{
+                f'{short} {key}': directions[direction][key]
+                for direction, short in (('forward', 'fwd'),
+                                         ('backward', 'bwd'))
+                for key in ('floor_ratio', 'vs_current')
+            },
+        } for r in rows for name, directions in r.get('variants', {}).items()
     ])
 
 
@@ -249,6 +328,9 @@ def main():
           f'{bandwidth:.1f} GB/s; floor_ratio = time / (bytes to move / '
           'copy bandwidth); vs_reference = reference time / time')
     print(table(rows))
+    if any('variants' in row for row in rows):
+        print('\nvariants (vs_current: variant time / current time)')
+        print(variants_table(rows))
     if args.json:
         with atomic_write(args.json, 'w') as f:
             json.dump(dict(device=device_name(args.device),
@@ -257,6 +339,7 @@ def main():
                            batch=args.batch,
                            repeats=args.repeats,
                            previous_ext=args.previous_ext,
+                           variant_ext=args.variant_ext,
                            rows=rows),
                       f,
                       indent=1)

@@ -26,6 +26,9 @@ import tempfile
 #: the last commit with the one-thread-per-element CUDA kernels
 PREVIOUS_KERNELS = '6bd072feb4aa845ee716ab2a0eebd5e166bad1db'
 NAME = 'mmcot_previous_ext'
+#: the module keeps its own device registry: GCC would merge it with
+#: mmcot._ext's (STB_GNU_UNIQUE), and whichever loads last would run for both
+PRIVATE = ['-fno-gnu-unique']
 
 
 def parse_args():
@@ -86,8 +89,9 @@ def main():
         include_dirs, library_dirs = cuda_paths() if with_cuda else ([], [])
         load(name=NAME,
              sources=sources,
-             extra_cflags=['-O3'] + ['-DWITH_CUDA'] * with_cuda,
-             extra_cuda_cflags=['-O3', '--expt-relaxed-constexpr'],
+             extra_cflags=['-O3', *PRIVATE] + ['-DWITH_CUDA'] * with_cuda,
+             extra_cuda_cflags=['-O3', '--expt-relaxed-constexpr',
+                                *[f'-Xcompiler={f}' for f in PRIVATE]],
              extra_include_paths=include_dirs,
              extra_ldflags=[f'-L{d}' for d in library_dirs],
              build_directory=args.out,

@@ -13,7 +13,7 @@
 namespace mmcot {
 namespace {
 
-constexpr int kThreads = 256;
+constexpr int kThreads = kThreadsPerBlock;
 constexpr int64_t kMaxBlocks = 65535 * 8;
 
 int64_t blocks_for(int64_t total) {
