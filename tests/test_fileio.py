@@ -69,3 +69,30 @@ def test_bad_mode():
     with pytest.raises(ValueError, match="mode must be 'w' or 'wb'"):
         with atomic_write('x', 'a'):
             pass
+
+
+def test_atomic_path_for_writers_that_take_a_name(tmp_path):
+    """A writer given a file name (as MMEngine's result dumpers) fills the
+    temporary file, which keeps the destination's extension if asked; it
+    replaces the destination only when the block ends without an error."""
+    import pickle
+
+    from mmcot.fileio import atomic_path
+    out = tmp_path / 'results.pkl'
+    with atomic_path(out) as tmp:
+        assert tmp.endswith('.tmp') and os.path.dirname(tmp) == str(tmp_path)
+    assert out.read_bytes() == b''
+    with atomic_path(out, keep_extension=True) as tmp:
+        assert tmp.endswith('.tmp.pkl')
+        assert os.path.basename(tmp).startswith('.results.pkl.')
+        assert out.read_bytes() == b''  # the old file until the block ends
+        with open(tmp, 'wb') as f:
+            pickle.dump([1, 2], f)
+    assert pickle.loads(out.read_bytes()) == [1, 2]
+    with pytest.raises(RuntimeError):
+        with atomic_path(out) as tmp:
+            with open(tmp, 'wb') as f:
+                pickle.dump('half', f)
+            raise RuntimeError('the run failed')
+    assert pickle.loads(out.read_bytes()) == [1, 2]
+    assert os.listdir(tmp_path) == ['results.pkl']

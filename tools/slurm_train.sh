@@ -1,26 +1,11 @@
 #!/usr/bin/env bash
 # Training on a Slurm cluster:
 #   GPUS=16 bash tools/slurm_train.sh PARTITION JOB_NAME CONFIG WORK_DIR [train.py options]
-set -x
-PARTITION=$1
-JOB_NAME=$2
-CONFIG=$3
-WORK_DIR=$4
-GPUS=${GPUS:-8}
-GPUS_PER_NODE=${GPUS_PER_NODE:-8}
-CPUS_PER_TASK=${CPUS_PER_TASK:-5}
-SRUN_ARGS=${SRUN_ARGS:-""}
-PY_ARGS=${@:5}
-PYTHON=${PYTHON:-python}
-
-PYTHONPATH="$(dirname "$0")/..":$PYTHONPATH \
-srun -p "${PARTITION}" \
-    --job-name="${JOB_NAME}" \
-    --gres=gpu:"${GPUS_PER_NODE}" \
-    --ntasks="${GPUS}" \
-    --ntasks-per-node="${GPUS_PER_NODE}" \
-    --cpus-per-task="${CPUS_PER_TASK}" \
-    --kill-on-bad-exit=1 \
-    ${SRUN_ARGS} \
-    "$PYTHON" -u "$(dirname "$0")/train.py" "${CONFIG}" \
-    --work-dir="${WORK_DIR}" --launcher="slurm" ${PY_ARGS}
+# (GPUS, GPUS_PER_NODE, CPUS_PER_TASK, SRUN_ARGS, PYTHON: see slurm_run.sh)
+if [ $# -lt 4 ]; then
+  echo "error: expected PARTITION JOB_NAME CONFIG WORK_DIR [train.py options]," \
+       "got $# argument(s)" >&2
+  exit 2
+fi
+exec bash "$(dirname "$0")/slurm_run.sh" train.py "$1" "$2" "$3" \
+    --work-dir="$4" --launcher=slurm "${@:5}"

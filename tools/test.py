@@ -12,9 +12,7 @@ Classification and detection configs take the same options; the config's
 ``default_scope`` picks mmpretrain's or mmdet's hooks and TTA models.
 """
 import argparse
-import os
-import os.path as osp
-import tempfile
+import contextlib
 
 import mmengine
 from mmengine.config import Config
@@ -26,7 +24,7 @@ from mmcot.engine import (add_runner_arguments, build_runner,
 from mmcot.engine.test_time import (check_test_options,
                                     dump_predictions_metric, enable_tta,
                                     enable_visualization)
-from mmcot.fileio import atomic_write
+from mmcot.fileio import atomic_path, atomic_write
 
 
 def parse_args():
@@ -93,25 +91,15 @@ def main():
         raise SystemExit(f'error: {error}')
     runner = build_runner(cfg)
     check_checkpoint_matches(runner.model, args.checkpoint)
-    partial = None
-    try:
+    with contextlib.ExitStack() as predictions:
         if args.out and args.out_item != 'metrics':
-            partial = args.out
+            out = args.out
             if is_main_process():  # the rank that writes the predictions
-                fd, partial = tempfile.mkstemp(
-                    prefix=f'.{osp.basename(args.out)}.',
-                    suffix='.pkl',
-                    dir=osp.dirname(osp.abspath(args.out)))
-                os.close(fd)
-                os.chmod(partial, 0o644)
+                out = predictions.enter_context(
+                    atomic_path(args.out, keep_extension=True))
             runner.test_evaluator.metrics.append(
-                dump_predictions_metric(cfg, partial))
+                dump_predictions_metric(cfg, out))
         metrics = runner.test()
-        if is_main_process() and partial:
-            os.replace(partial, args.out)
-    finally:
-        if is_main_process() and partial and osp.exists(partial):
-            os.remove(partial)
     if is_main_process() and args.out_item == 'metrics':
         file_format = args.out.rsplit('.', 1)[1]
         binary = file_format in ('pkl', 'pickle')

@@ -81,42 +81,57 @@ def _official_rand_augment(crop):
 
 # the policies at the crops of the advanced configs (224, and 256 and 320
 # for SE-CoTNetD-152)
-rand_augment_policies = _official_rand_augment(224)
-rand_augment_policies_256 = _official_rand_augment(256)
-rand_augment_policies_320 = _official_rand_augment(320)
 # the official fill, RGB (124, 116, 104), in mmpretrain's BGR
 bgr_mean = [103.53, 116.28, 123.675]
 
-train_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(
-        type='RandomResizedCrop',
-        scale=224,
-        backend='pillow',
-        interpolation='bicubic'),
-    dict(type='RandomFlip', prob=0.5, direction='horizontal'),
-    dict(
-        type='RandAugment',
-        policies=rand_augment_policies,
-        num_policies=2,
-        magnitude_level=15,
-        magnitude_std=0.5,
-        total_level=15,
-        hparams=dict(
-            pad_val=[round(x) for x in bgr_mean], interpolation='bicubic')),
-    dict(type='PackInputs'),
-]
-test_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(
-        type='ResizeEdge',
-        scale=256,
-        edge='short',
-        backend='pillow',
-        interpolation='bicubic'),
-    dict(type='CenterCrop', crop_size=224),
-    dict(type='PackInputs'),
-]
+
+def _train_pipeline(crop):
+    """Random resized crops of ``crop`` px, flip, the official RandAugment."""
+    return [
+        dict(type='LoadImageFromFile'),
+        dict(
+            type='RandomResizedCrop',
+            scale=crop,
+            backend='pillow',
+            interpolation='bicubic'),
+        dict(type='RandomFlip', prob=0.5, direction='horizontal'),
+        dict(
+            type='RandAugment',
+            policies=_official_rand_augment(crop),
+            num_policies=2,
+            magnitude_level=15,
+            magnitude_std=0.5,
+            total_level=15,
+            hparams=dict(
+                pad_val=[round(x) for x in bgr_mean],
+                interpolation='bicubic')),
+        dict(type='PackInputs'),
+    ]
+
+
+def _test_pipeline(crop, resize):
+    """The official evaluation: bicubic resize of the short edge to
+    ``resize``, centre crop of ``crop``."""
+    return [
+        dict(type='LoadImageFromFile'),
+        dict(
+            type='ResizeEdge',
+            scale=resize,
+            edge='short',
+            backend='pillow',
+            interpolation='bicubic'),
+        dict(type='CenterCrop', crop_size=crop),
+        dict(type='PackInputs'),
+    ]
+
+
+train_pipeline = _train_pipeline(224)
+test_pipeline = _test_pipeline(224, 256)
+# SE-CoTNetD-152's official resolutions (default_cfg cot_s and cot_l)
+train_pipeline_256 = _train_pipeline(256)
+test_pipeline_256 = _test_pipeline(256, 288)
+train_pipeline_320 = _train_pipeline(320)
+test_pipeline_320 = _test_pipeline(320, 352)
 train_dataloader = dict(batch_size=80, dataset=dict(pipeline=train_pipeline))
 val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
 test_dataloader = val_dataloader
@@ -127,8 +142,8 @@ optim_wrapper = dict(
     paramwise_cfg=dict(norm_decay_mult=0., bias_decay_mult=0.))
 param_scheduler = [
     dict(
-        type='LinearLR',
-        start_factor=1e-4 / 0.25,  # from the official warmup_lr 1e-4
+        type='LinearWarmupLR',
+        start_lr=1e-4,  # the official warmup_lr, whatever the lr
         by_epoch=True,
         begin=0,
         end=5,

@@ -10,53 +10,7 @@ model = dict(
 optim_wrapper = dict(optimizer=dict(lr=0.2))
 auto_scale_lr = dict(base_batch_size=512)
 
-train_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(
-        type='RandomResizedCrop',
-        scale=256,
-        backend='pillow',
-        interpolation='bicubic'),
-    dict(type='RandomFlip', prob=0.5, direction='horizontal'),
-    dict(
-        type='RandAugment',
-        policies={{_base_.rand_augment_policies_256}},
-        num_policies=2,
-        magnitude_level=15,
-        magnitude_std=0.5,
-        total_level=15,
-        hparams=dict(pad_val=[104, 116, 124], interpolation='bicubic')),
-    dict(type='PackInputs'),
-]
-test_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(
-        type='ResizeEdge',
-        scale=288,
-        edge='short',
-        backend='pillow',
-        interpolation='bicubic'),
-    dict(type='CenterCrop', crop_size=256),
-    dict(type='PackInputs'),
-]
-train_dataloader = dict(batch_size=64, dataset=dict(pipeline=train_pipeline))
-val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
+train_dataloader = dict(
+    batch_size=64, dataset=dict(pipeline={{_base_.train_pipeline_256}}))
+val_dataloader = dict(dataset=dict(pipeline={{_base_.test_pipeline_256}}))
 test_dataloader = val_dataloader
-# warm-up from the official absolute lr 1e-4 (warmup_lr), a fraction of
-# this lr
-param_scheduler = [
-    dict(
-        type='LinearLR',
-        start_factor=1e-4 / 0.2,
-        by_epoch=True,
-        begin=0,
-        end=5,
-        convert_to_iter_based=True),
-    dict(
-        type='CosineAnnealingLR',
-        T_max=345,
-        eta_min=1e-5,
-        by_epoch=True,
-        begin=5,
-        end=350),
-]

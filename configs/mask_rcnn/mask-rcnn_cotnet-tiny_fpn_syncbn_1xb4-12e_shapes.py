@@ -93,4 +93,6 @@ default_hooks = dict(
         interval=4,
         max_keep_ckpts=2,
         backend_args=dict(backend='atomic_local')))
+# the recipe's BatchNorm recomputation at the end, on 10 batches (40 images)
+custom_hooks = [dict(type='RecomputeBNHook', num_iters=10)]
 randomness = dict(seed=0)

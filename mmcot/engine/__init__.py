@@ -4,13 +4,16 @@ from .config import (add_runner_arguments, build_runner, check_data_roots,
                      exit_on_file_errors, parse_runner_args, prepare_config)
 from .interrupted_runs import (AtomicLocalBackend, resume_checkpoint,
                                use_atomic_checkpoints)
+from .precise_bn import RecomputeBNHook, recompute_bn_stats
+from .schedulers import LinearWarmupLR
 
 register_checkpoint_loader()
 
 __all__ = [
-    'AtomicLocalBackend', 'CheckpointError', 'add_runner_arguments',
-    'build_runner', 'resume_checkpoint', 'use_atomic_checkpoints',
+    'AtomicLocalBackend', 'CheckpointError', 'LinearWarmupLR',
+    'RecomputeBNHook', 'add_runner_arguments', 'build_runner',
     'check_checkpoint_matches', 'check_data_roots', 'exit_on_file_errors',
     'load_local_checkpoint', 'parse_runner_args', 'prepare_config',
-    'register_checkpoint_loader'
+    'recompute_bn_stats', 'register_checkpoint_loader', 'resume_checkpoint',
+    'use_atomic_checkpoints'
 ]

@@ -100,6 +100,9 @@ def test_paper_recipe(path):
             warmup.end) == ('LinearLR', 0.001, False, 0, 1000)
     assert (steps.type, steps.milestones, steps.gamma) == ('MultiStepLR',
                                                            [8, 11], 0.1)
+    # PRECISE_BN: 200 iterations of 16 images, once at the end
+    assert cfg.custom_hooks == [dict(type='RecomputeBNHook', num_iters=200)]
+    assert cfg.train_dataloader.batch_size * 8 == 16
     # MIN_SIZE_TRAIN_SAMPLING of the official run behind each number
     name = osp.basename(path)
     sampled_from_range = name.startswith(('faster', 'cascade-rcnn')) or any(

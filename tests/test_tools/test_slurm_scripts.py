@@ -41,3 +41,16 @@ def test_srun_gets_the_job(fake_srun, script, positional, tool):
     else:
         assert args[12:14] == ['a ckpt.pth', '--launcher=slurm']
     assert args[14:] == ['--cfg-options', 'a=1']
+
+
+@pytest.mark.parametrize('script, last', [('tools/slurm_train.sh', 'WORK_DIR'),
+                                          ('tools/slurm_test.sh',
+                                           'CHECKPOINT')])
+def test_missing_arguments(fake_srun, script, last):
+    env, record = fake_srun
+    result = run_tool(script, 'part', 'job', env=env, check=False)
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        f'error: expected PARTITION JOB_NAME CONFIG {last} '
+        f'[{script.split("_")[1][:-3]}.py options], got 2 argument(s)')
+    assert not record.exists()

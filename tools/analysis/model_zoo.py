@@ -106,7 +106,7 @@ def training_techniques(cfg: Config) -> list:
     if optimizer.get('weight_decay'):
         techniques.append('Weight Decay')
     schedulers = [s.type for s in cfg.get('param_scheduler') or []]
-    if schedulers[:1] == ['LinearLR']:
+    if schedulers[:1] in (['LinearLR'], ['LinearWarmupLR']):
         techniques.append('Warm-up')
     if 'CosineAnnealingLR' in schedulers:
         techniques.append('Cosine Annealing')

@@ -4,6 +4,12 @@
 # take these into their mmdet base with `{{_base_.cot_*}}`.
 custom_imports = dict(imports=['mmcot'], allow_failed_imports=False)
 
+# as the official runs (TEST.PRECISE_BN, 200 iterations of 16 images, at the
+# end of training since EVAL_PERIOD is 0): the BatchNorm statistics
+# recomputed from 200 training batches per GPU (8 x 2 images) after the
+# last epoch, before its checkpoint and evaluation
+custom_hooks = [dict(type='RecomputeBNHook', num_iters=200)]
+
 cot_norm_cfg = dict(type='SyncBN', requires_grad=True)
 cot_data_preprocessor = dict(
     mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375])
