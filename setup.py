@@ -52,6 +52,22 @@ def cuda_paths():
     return include_dirs, library_dirs
 
 
+def compile_flags() -> dict:
+    """The C++ ('cxx') and nvcc ('nvcc') flags of the kernels, for
+    mmcot._ext and for the benchmarks' builds of other kernels."""
+    # no trapping math (as torch): lets GCC vectorise the masked loops
+    flags = dict(cxx=['-O3', '-fno-trapping-math'],
+                 nvcc=['-O3', '--expt-relaxed-constexpr'])
+    if sys.platform.startswith('linux'):
+        # the device registry stays the module's own: GCC would otherwise
+        # merge its function-local statics with those of any other build of
+        # the kernels loaded in the process (STB_GNU_UNIQUE), which could
+        # then replace these kernels
+        flags['cxx'].append('-fno-gnu-unique')
+        flags['nvcc'].append('-Xcompiler=-fno-gnu-unique')
+    return flags
+
+
 def get_extensions():
     if os.getenv('MMCOT_WITH_OPS', '1') == '0':
         return []
@@ -61,16 +77,7 @@ def get_extensions():
     sources = sorted(
         glob.glob(osp.join(CSRC, 'pytorch', '*.cpp')) +
         glob.glob(osp.join(CSRC, 'pytorch', 'cpu', '*.cpp')))
-    # no trapping math (as torch): lets GCC vectorise the masked loops
-    cxx_flags = ['-O3', '-fno-trapping-math']
-    nvcc_flags = ['-O3', '--expt-relaxed-constexpr']
-    if sys.platform.startswith('linux'):
-        # the device registry stays this module's own: GCC would otherwise
-        # merge its function-local statics with those of any other build of
-        # the kernels loaded in the process (STB_GNU_UNIQUE), which could
-        # then replace these kernels
-        cxx_flags.append('-fno-gnu-unique')
-        nvcc_flags.append('-Xcompiler=-fno-gnu-unique')
+    flags = compile_flags()
     define_macros = []
     force_cuda = os.getenv('FORCE_CUDA')
     if force_cuda is not None:
@@ -89,17 +96,14 @@ def get_extensions():
                 include_dirs=include_dirs,
                 library_dirs=library_dirs,
                 define_macros=define_macros,
-                extra_compile_args={
-                    'cxx': cxx_flags,
-                    'nvcc': nvcc_flags,
-                })
+                extra_compile_args=flags)
         ]
     return [
         CppExtension(
             name='mmcot._ext',
             sources=sources,
             define_macros=define_macros,
-            extra_compile_args={'cxx': cxx_flags})
+            extra_compile_args={'cxx': flags['cxx']})
     ]
 
 

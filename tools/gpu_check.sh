@@ -110,34 +110,40 @@ step tests_ops env MMCOT_REQUIRE_EXT=1 "$PY" -m pytest \
   tests/test_models/test_compile_export.py::test_compile_fullgraph_inductor_cuda \
   -q -p no:cacheprovider \
   --junitxml "$OUT/tests_ops.xml" ${OP_TESTS[@]+"${OP_TESTS[@]}"}
-PREVIOUS=()
+# the kernels timed beside the current ones: PREVIOUS_EXT, or the previous
+# kernels (build_previous_kernels.py) and the variants
+# (build_kernel_variants.py) that load in $PY (one that does not is said)
 DEFAULT_PREVIOUS=build/previous_kernels/mmcot_previous_ext.so
-if [ -n "${PREVIOUS_EXT:-}" ]; then
-  PREVIOUS=(--previous-ext "$PREVIOUS_EXT")
-elif [ -f "$DEFAULT_PREVIOUS" ]; then
-  if "$PY" -c 'import sys; sys.path.insert(0, "tools/analysis")
-from benchmark_op import load_module; load_module(sys.argv[1])' \
-      "$DEFAULT_PREVIOUS" 2>/dev/null; then
-    PREVIOUS=(--previous-ext "$DEFAULT_PREVIOUS")
-  else
-    echo "[gpu_check] $DEFAULT_PREVIOUS does not load in $PY (built for" \
-         "another Python or torch?): the previous kernels are not timed"
-  fi
-fi
-# variants of the kernels (build_kernel_variants.py) that load in $PY
-VARIANTS=()
-if compgen -G 'build/kernel_variants/mmcot_kernels_*.so' > /dev/null; then
-  mapfile -t VARIANTS < <("$PY" -c 'import sys; sys.path.insert(0, "tools/analysis")
+CANDIDATES=()
+[ -n "${PREVIOUS_EXT:-}" ] || [ ! -f "$DEFAULT_PREVIOUS" ] ||
+  CANDIDATES+=("$DEFAULT_PREVIOUS")
+for so in build/kernel_variants/mmcot_kernels_*.so; do
+  [ -f "$so" ] && CANDIDATES+=("$so")
+done
+LOADABLE=()
+if [ ${#CANDIDATES[@]} -gt 0 ]; then
+  mapfile -t LOADABLE < <("$PY" -c 'import sys; sys.path.insert(0, "tools/analysis")
 from benchmark_op import load_module
 for path in sys.argv[1:]:
     try:
         load_module(path)
         print(path)
     except (ImportError, OSError) as e:
-        print(f"[gpu_check] {path} does not load: {e}", file=sys.stderr)' \
-    build/kernel_variants/mmcot_kernels_*.so)
-  [ ${#VARIANTS[@]} -eq 0 ] || VARIANTS=(--variant-ext "${VARIANTS[@]}")
+        print(f"[gpu_check] {path} does not load in {sys.executable} (built "
+              f"for another Python or torch?), not timed: {e}",
+              file=sys.stderr)' "${CANDIDATES[@]}")
 fi
+PREVIOUS=()
+VARIANTS=()
+[ -z "${PREVIOUS_EXT:-}" ] || PREVIOUS=(--previous-ext "$PREVIOUS_EXT")
+for so in ${LOADABLE[@]+"${LOADABLE[@]}"}; do
+  if [ "$so" = "$DEFAULT_PREVIOUS" ]; then
+    PREVIOUS=(--previous-ext "$so")
+  else
+    VARIANTS+=("$so")
+  fi
+done
+[ ${#VARIANTS[@]} -eq 0 ] || VARIANTS=(--variant-ext "${VARIANTS[@]}")
 # shellcheck disable=SC2086
 step op_benchmark "$PY" tools/analysis/benchmark_op.py --device "$DEVICE" \
   --batch "$BATCH" --repeats "$REPEATS" --dtypes $DTYPES \

@@ -8,9 +8,10 @@ A variant is the sources under ``mmcot/ops/csrc`` compiled with the macros
 of ``VARIANTS[NAME]`` (the knobs of
 ``common/cuda/local_aggregation_cuda_kernel.cuh``: threads per block,
 minimum blocks per SM), default every variant; ``--commit REV`` adds the
-kernels of that commit as they are, named ``at_<REV>``. Each is built with its C++ entry points and
-``kernel_variant_module.cpp`` in place of the torch.library operators (one
-namespace can be registered once per process), as module
+kernels of that commit as they are, named ``at_<REV>``. Each is built with
+its C++ entry points and ``kernel_variant_module.cpp`` in place of the
+torch.library operators (one namespace can be registered once per
+process), as module
 ``mmcot_kernels_<NAME>`` in ``--out``, with the Python running this script
 (build it with the Python and torch of the machine that will run the
 benchmark; ``--cuda-arch`` where that machine's GPU is not visible), then
@@ -24,7 +25,7 @@ import subprocess
 import sys
 import tempfile
 
-from build_previous_kernels import PRIVATE, cuda_paths, extract_sources
+from build_previous_kernels import build_module, extract_sources
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 SHIM = osp.join(ROOT, 'tools', 'analysis', 'kernel_variant_module.cpp')
@@ -62,28 +63,13 @@ def parse_args():
 def build(name: str, csrc: str, macros: dict, out: str) -> str:
     """Module ``mmcot_kernels_<name>`` of the CUDA kernels in ``csrc`` with
     ``macros``; the path of the built file."""
-    from torch.utils.cpp_extension import load
     module = f'mmcot_kernels_{name}'
-    include_dirs, library_dirs = cuda_paths()
-    defines = [f'-D{key}={value}' for key, value in macros.items()]
     folder = osp.join(out, name)
     os.makedirs(folder, exist_ok=True)
-    load(name=module,
-         sources=[
-             osp.join(csrc, 'pytorch', 'local_aggregation.cpp'),
-             osp.join(csrc, 'pytorch', 'cuda', 'local_aggregation_cuda.cu'),
-             SHIM
-         ],
-         extra_cflags=['-O3', '-DWITH_CUDA', *PRIVATE],
-         extra_cuda_cflags=[
-             '-O3', '--expt-relaxed-constexpr', *defines,
-             *[f'-Xcompiler={flag}' for flag in PRIVATE]
-         ],
-         extra_include_paths=include_dirs,
-         extra_ldflags=[f'-L{d}' for d in library_dirs],
-         build_directory=folder,
-         with_cuda=True,
-         verbose=False)
+    build_module(module, [
+        osp.join(csrc, 'pytorch', 'local_aggregation.cpp'),
+        osp.join(csrc, 'pytorch', 'cuda', 'local_aggregation_cuda.cu'), SHIM
+    ], folder, True, macros)
     built = osp.join(out, f'{module}.so')
     shutil.copyfile(osp.join(folder, f'{module}.so'), built)
     shutil.rmtree(folder)

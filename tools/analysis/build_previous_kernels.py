@@ -22,13 +22,11 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+from typing import Optional
 
 #: the last commit with the one-thread-per-element CUDA kernels
 PREVIOUS_KERNELS = '6bd072feb4aa845ee716ab2a0eebd5e166bad1db'
 NAME = 'mmcot_previous_ext'
-#: the module keeps its own device registry: GCC would merge it with
-#: mmcot._ext's (STB_GNU_UNIQUE), and whichever loads last would run for both
-PRIVATE = ['-fno-gnu-unique']
 
 
 def parse_args():
@@ -60,22 +58,48 @@ def extract_sources(commit: str, dest: str) -> str:
     return osp.join(dest, 'mmcot', 'ops', 'csrc')
 
 
-def cuda_paths():
-    """setup.py's CUDA include and library folders (torch's ``nvidia``
-    wheels hold the runtime headers)."""
+def load_setup():
+    """The repository's setup.py as a module (its compile flags and CUDA
+    folders)."""
     root = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
     spec = importlib.util.spec_from_file_location('mmcot_setup',
                                                   osp.join(root, 'setup.py'))
     setup = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(setup)
-    return setup.cuda_paths()
+    return setup
+
+
+def build_module(name: str,
+                 sources: list,
+                 folder: str,
+                 with_cuda: bool,
+                 macros: Optional[dict] = None) -> None:
+    """Compile ``sources`` as extension module ``name`` in ``folder`` with
+    setup.py's flags (the module keeps its device registry to itself, so
+    it loads beside mmcot._ext without replacing its kernels), the CUDA
+    kernels too with ``with_cuda``, nvcc given ``macros``."""
+    from torch.utils.cpp_extension import load
+    setup = load_setup()
+    flags = setup.compile_flags()
+    include_dirs, library_dirs = (setup.cuda_paths() if with_cuda else
+                                  ([], []))
+    load(name=name,
+         sources=sources,
+         extra_cflags=flags['cxx'] + ['-DWITH_CUDA'] * with_cuda,
+         extra_cuda_cflags=flags['nvcc'] +
+         [f'-D{key}={value}' for key, value in (macros or {}).items()],
+         extra_include_paths=include_dirs,
+         extra_ldflags=[f'-L{d}' for d in library_dirs],
+         build_directory=folder,
+         with_cuda=with_cuda,
+         verbose=False)
 
 
 def main():
     args = parse_args()
     if args.cuda_arch:
         os.environ['TORCH_CUDA_ARCH_LIST'] = args.cuda_arch
-    from torch.utils.cpp_extension import CUDA_HOME, load
+    from torch.utils.cpp_extension import CUDA_HOME
     os.makedirs(args.out, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         csrc = extract_sources(args.commit, tmp)
@@ -86,17 +110,7 @@ def main():
         if with_cuda:
             sources += sorted(
                 glob.glob(osp.join(csrc, 'pytorch', 'cuda', '*.cu')))
-        include_dirs, library_dirs = cuda_paths() if with_cuda else ([], [])
-        load(name=NAME,
-             sources=sources,
-             extra_cflags=['-O3', *PRIVATE] + ['-DWITH_CUDA'] * with_cuda,
-             extra_cuda_cflags=['-O3', '--expt-relaxed-constexpr',
-                                *[f'-Xcompiler={f}' for f in PRIVATE]],
-             extra_include_paths=include_dirs,
-             extra_ldflags=[f'-L{d}' for d in library_dirs],
-             build_directory=args.out,
-             with_cuda=with_cuda,
-             verbose=False)
+        build_module(NAME, sources, args.out, with_cuda)
     built = osp.join(args.out, f'{NAME}.so')
     print(f'{built}: the kernels of {args.commit[:12]}, '
           f'{"with" if with_cuda else "without"} CUDA')

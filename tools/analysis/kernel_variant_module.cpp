@@ -4,22 +4,9 @@
 // process. Built by tools/analysis/build_kernel_variants.py.
 #include <torch/extension.h>
 
-#include <vector>
-
-namespace mmcot {
-at::Tensor local_aggregation_forward(const at::Tensor& input,
-                                     const at::Tensor& weight,
-                                     std::vector<int64_t> kernel_size,
-                                     std::vector<int64_t> stride,
-                                     std::vector<int64_t> padding,
-                                     std::vector<int64_t> dilation);
-std::vector<at::Tensor> local_aggregation_backward(
-    const at::Tensor& grad_output, const at::Tensor& input,
-    const at::Tensor& weight, std::vector<int64_t> kernel_size,
-    std::vector<int64_t> stride, std::vector<int64_t> padding,
-    std::vector<int64_t> dilation, bool need_input_grad,
-    bool need_weight_grad);
-}  // namespace mmcot
+// the working tree's declarations: the variants of --commit build that
+// commit's sources, whose entry points have the same signatures
+#include "../../mmcot/ops/csrc/pytorch/local_aggregation.h"
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("local_aggregation_forward", &mmcot::local_aggregation_forward);

@@ -4,6 +4,8 @@
 
 #include <ATen/ATen.h>
 
+#include <vector>
+
 #include "../common/local_aggregation_shape.h"
 #include "../common/pytorch_device_registry.hpp"
 
@@ -23,6 +25,21 @@ struct LocalAggregationBackwardOp {
                       const LocalAggregationShape& shape);
   static constexpr const char* name = "local_aggregation_backward";
 };
+
+// The C++ entry points (local_aggregation.cpp): checks, device dispatch;
+// the operators of pybind.cpp call them.
+at::Tensor local_aggregation_forward(const at::Tensor& input,
+                                     const at::Tensor& weight,
+                                     std::vector<int64_t> kernel_size,
+                                     std::vector<int64_t> stride,
+                                     std::vector<int64_t> padding,
+                                     std::vector<int64_t> dilation);
+std::vector<at::Tensor> local_aggregation_backward(
+    const at::Tensor& grad_output, const at::Tensor& input,
+    const at::Tensor& weight, std::vector<int64_t> kernel_size,
+    std::vector<int64_t> stride, std::vector<int64_t> padding,
+    std::vector<int64_t> dilation, bool need_input_grad,
+    bool need_weight_grad);
 
 }  // namespace mmcot
 

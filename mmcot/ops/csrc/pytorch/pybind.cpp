@@ -9,20 +9,9 @@
 #include <tuple>
 #include <vector>
 
-namespace mmcot {
-at::Tensor local_aggregation_forward(const at::Tensor& input,
-                                     const at::Tensor& weight,
-                                     std::vector<int64_t> kernel_size,
-                                     std::vector<int64_t> stride,
-                                     std::vector<int64_t> padding,
-                                     std::vector<int64_t> dilation);
-std::vector<at::Tensor> local_aggregation_backward(
-    const at::Tensor& grad_output, const at::Tensor& input,
-    const at::Tensor& weight, std::vector<int64_t> kernel_size,
-    std::vector<int64_t> stride, std::vector<int64_t> padding,
-    std::vector<int64_t> dilation, bool need_input_grad,
-    bool need_weight_grad);
+#include "local_aggregation.h"
 
+namespace mmcot {
 namespace {
 
 using Window = c10::IntArrayRef;

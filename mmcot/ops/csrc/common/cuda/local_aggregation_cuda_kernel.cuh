@@ -44,8 +44,8 @@ constexpr int kTapChunk = 9;
 // with 32-bit indices and 32- or 16-bit values (a cap on registers per
 // thread: 4 blocks of 256, 64 registers, lets the backward keep 32 warps
 // per SM instead of 24, 5-9% faster on an H100, with no spills; the double
-// and 64-bit-index kernels take the registers they need). Benchmark builds may override the macros
-// (tools/analysis/build_kernel_variants.py).
+// and 64-bit-index kernels take the registers they need). Benchmark builds
+// may override the macros (tools/analysis/build_kernel_variants.py).
 #ifndef MMCOT_CUDA_THREADS_PER_BLOCK
 #define MMCOT_CUDA_THREADS_PER_BLOCK 256
 #endif
@@ -149,7 +149,8 @@ MMCOT_HOST_DEVICE inline int chunk_size(index_t taps, int first) {
 
 // total = batch * heads * groups * out_plane
 template <typename T, typename index_t>
-__global__ void __launch_bounds__(kThreadsPerBlock, min_blocks_per_sm<T, index_t>())
+__global__ void __launch_bounds__(kThreadsPerBlock,
+                                  min_blocks_per_sm<T, index_t>())
     local_aggregation_forward_cuda_kernel(
     const index_t total, const T* __restrict__ input,
     const T* __restrict__ weight, T* __restrict__ output,
@@ -283,7 +284,8 @@ MMCOT_HOST_DEVICE inline void input_gradient(
 // gradient of input pixel q, where each exists. grad_input / grad_weight
 // may be null when not needed.
 template <bool kUnitStride, typename T, typename index_t>
-__global__ void __launch_bounds__(kThreadsPerBlock, min_blocks_per_sm<T, index_t>())
+__global__ void __launch_bounds__(kThreadsPerBlock,
+                                  min_blocks_per_sm<T, index_t>())
     local_aggregation_backward_cuda_kernel(
     const index_t total, const T* __restrict__ grad_output,
     const T* __restrict__ input, const T* __restrict__ weight,
