@@ -15,24 +15,7 @@ model = dict(
     backbone={{_base_.cot_backbone}},
     neck=dict(norm_cfg={{_base_.cot_norm_cfg}}))
 
-# as the official detectron2 runs: no weight decay on norm layers
-# (WEIGHT_DECAY_NORM 0) and a 1000-iteration linear warm-up from 0.001 x lr
-# (WARMUP_ITERS, WARMUP_FACTOR); steps after epochs 8 and 11 of 12 stand for
-# iterations 60k and 80k of 90k at 16 images
-optim_wrapper = dict(paramwise_cfg=dict(norm_decay_mult=0.))
-param_scheduler = [
-    dict(
-        type='LinearLR', start_factor=0.001, by_epoch=False, begin=0,
-        end=1000),
-    dict(
-        type='MultiStepLR',
-        begin=0,
-        end=12,
-        by_epoch=True,
-        milestones=[8, 11],
-        gamma=0.1),
-]
-
-# checkpoints written whole or not at all (mmcot's atomic_local backend)
-default_hooks = dict(
-    checkpoint=dict(backend_args=dict(backend='atomic_local')))
+# the official solver with mmdet's 1x schedule (see the base)
+optim_wrapper = {{_base_.cot_optim_wrapper}}
+param_scheduler = {{_base_.cot_param_scheduler}}
+default_hooks = dict(checkpoint={{_base_.cot_checkpoint}})

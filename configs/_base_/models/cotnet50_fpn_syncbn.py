@@ -38,3 +38,44 @@ cot_range_mask_train_pipeline = [
     dict(type='RandomFlip', prob=0.5),
     dict(type='PackDetInputs'),
 ]
+
+# The official runs' solver (SOLVER): no weight decay on norm layers
+# (WEIGHT_DECAY_NORM 0), a linear warm-up from 0.001 x lr over 1000
+# iterations (WARMUP_FACTOR, WARMUP_ITERS; mmengine's LinearLR reaches the
+# full lr at end - 1, detectron2's at 1000), lr x0.1 at 60k and 80k of 90k
+# iterations of 16 images (STEPS, MAX_ITER), one evaluation at the end
+# (EVAL_PERIOD 0), a checkpoint every 5k iterations (CHECKPOINT_PERIOD).
+# The 1x configs run mmdet's 12 epochs instead (about 88k iterations, steps
+# after epochs 8 and 11), the -90k configs the iterations.
+cot_optim_wrapper = dict(paramwise_cfg=dict(norm_decay_mult=0.))
+cot_warmup = dict(
+    type='LinearLR', start_factor=0.001, by_epoch=False, begin=0, end=1001)
+cot_param_scheduler = [
+    cot_warmup,
+    dict(
+        type='MultiStepLR',
+        begin=0,
+        end=12,
+        by_epoch=True,
+        milestones=[8, 11],
+        gamma=0.1),
+]
+cot_param_scheduler_90k = [
+    cot_warmup,
+    dict(
+        type='MultiStepLR',
+        begin=0,
+        end=90000,
+        by_epoch=False,
+        milestones=[60000, 80000],
+        gamma=0.1),
+]
+cot_train_cfg_90k = dict(
+    _delete_=True,
+    type='IterBasedTrainLoop',
+    max_iters=90000,
+    val_interval=90000)
+cot_train_sampler_90k = dict(type='InfiniteSampler', shuffle=True)
+# checkpoints written whole or not at all (mmcot's atomic_local backend)
+cot_checkpoint = dict(backend_args=dict(backend='atomic_local'))
+cot_checkpoint_90k = dict(cot_checkpoint, by_epoch=False, interval=5000)
