@@ -25,7 +25,7 @@ def test_model_hub_lists_classification_configs_only():
     listed = set(mmpretrain.list_models())
     assert metafile_models('cotnet') <= listed
     for family in ('faster_rcnn', 'cascade_rcnn', 'mask_rcnn',
-                   'cascade_mask_rcnn'):
+                   'cascade_mask_rcnn', 'upernet'):
         assert not metafile_models(family) & listed, family
 
 

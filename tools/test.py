@@ -8,8 +8,9 @@
 
 The checkpoint must match the config's model key by key and shape by shape
 (a checkpoint of another variant is refused with the list of differences).
-Classification and detection configs take the same options; the config's
-``default_scope`` picks mmpretrain's or mmdet's hooks and TTA models.
+Classification, detection and segmentation configs take the same options;
+the config's ``default_scope`` picks mmpretrain's, mmdet's or mmseg's hooks
+and TTA models.
 """
 import argparse
 import contextlib

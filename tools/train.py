@@ -1,10 +1,11 @@
-"""Train a model of an mmcot config (classification or detection).
+"""Train a model of an mmcot config (classification, detection or
+segmentation).
 
     python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp]
     bash tools/dist_train.sh CONFIG GPUS [...]
 
-The config's ``default_scope`` (``mmpretrain`` or ``mmdet``) decides which
-library's registries build the model, datasets and metrics.
+The config's ``default_scope`` (``mmpretrain``, ``mmdet`` or ``mmseg``)
+decides which library's registries build the model, datasets and metrics.
 """
 import argparse
 

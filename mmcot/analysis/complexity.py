@@ -143,14 +143,18 @@ def _detector_flops(detector: torch.nn.Module, images: torch.Tensor):
 
 #: (H, W) a detector is counted at: mmdet's convention, 1280x800 (W x H)
 DETECTION_SHAPE = (800, 1280)
+#: (H, W) a segmentor is counted at: mmseg's ADE20K crop
+SEGMENTATION_SHAPE = (512, 512)
 
 
 def default_input_shape(cfg) -> tuple:
     """(H, W) a config's model is counted at: a classifier's test crop
     (its test pipeline's ``CenterCrop``, else 224), a detector's
-    :data:`DETECTION_SHAPE`."""
+    :data:`DETECTION_SHAPE`, a segmentor's :data:`SEGMENTATION_SHAPE`."""
     if cfg.get('default_scope') == 'mmdet':
         return DETECTION_SHAPE
+    if cfg.get('default_scope') == 'mmseg':
+        return SEGMENTATION_SHAPE
     for step in cfg.test_dataloader.dataset.get('pipeline', []):
         if step.get('type') == 'CenterCrop':
             size = step['crop_size']
@@ -166,7 +170,10 @@ def model_complexity(cfg, shape) -> dict:
     (``default_scope='mmdet'``) count the whole detector at inference on a
     fixed random image: backbone, neck, RPN, the box heads on the proposals
     the RPN keeps (``test_cfg.rpn.max_per_img``) and the mask heads on the
-    detections (``test_cfg.rcnn.max_per_img``).
+    detections (``test_cfg.rcnn.max_per_img``). Segmentation configs
+    (``default_scope='mmseg'``) count the segmentor at inference (backbone
+    and decode head, in ``tensor`` mode); its params include the auxiliary
+    head, which only training uses.
 
     Returns:
         dict: ``counted`` (what was counted), ``shape``, ``params``,
@@ -191,6 +198,10 @@ def model_complexity(cfg, shape) -> dict:
             what = 'detector'
             analyzer, flops, proposals, mask_rois = _detector_flops(
                 model, images)
+        elif scope == 'mmseg':
+            what = 'segmentor'
+            analyzer = _quiet_analyzer(model, (images, ))
+            flops = analyzer.total()
         else:
             what = 'classifier'
             analyzer = _quiet_analyzer(ClassScores(model), (images, ))

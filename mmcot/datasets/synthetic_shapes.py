@@ -2,13 +2,16 @@
 
 Coloured polygons (circle, triangle, square, pentagon, star, cross) on noisy
 backgrounds, drawn with OpenCV from a seeded generator: the same files on
-every machine, no download. Two layouts:
+every machine, no download. Three layouts:
 
 * classification, in mmpretrain's folder format (``CustomDataset``):
   ``{root}/{split}/{class}/{index:05d}.png``, one shape per image;
 * instance segmentation, in COCO format: ``{root}/{split}/*.png`` with
   ``{root}/annotations/instances_{split}.json`` (boxes and polygon masks),
-  one to four shapes per image.
+  one to four shapes per image;
+* semantic segmentation, in mmseg's ``BaseSegDataset`` layout:
+  ``{root}/img_dir/{split}/*.png`` and ``{root}/ann_dir/{split}/*.png``
+  (per-pixel class maps, 0 for the background), the same kind of scenes.
 """
 import json
 import math
@@ -107,6 +110,32 @@ def _overlaps(box: Sequence[float], boxes: List[Sequence[float]]) -> bool:
                for b in boxes)
 
 
+def _scene(rng: np.random.Generator,
+           size: int) -> Tuple[np.ndarray, List[Tuple[int, np.ndarray]]]:
+    """A (size, size, 3) uint8 image of one to four shapes that do not
+    overlap, and each shape's (class index, (P, 2) outline)."""
+    image = _background(rng, size)
+    boxes: List[Sequence[float]] = []
+    shapes = []
+    for _ in range(int(rng.integers(1, 5))):
+        for _attempt in range(20):  # shapes do not overlap
+            radius = rng.uniform(0.1, 0.22) * size
+            center = rng.uniform(radius + 1, size - radius - 1, 2)
+            kind = int(rng.integers(len(SHAPES)))
+            polygon = shape_polygon(SHAPES[kind], center, radius,
+                                    rng.uniform(0, 2 * math.pi))
+            x0, y0 = polygon.min(0)
+            x1, y1 = polygon.max(0)
+            if not _overlaps((x0, y0, x1, y1), boxes):
+                break
+        else:
+            continue
+        boxes.append((x0, y0, x1, y1))
+        _draw(image, polygon, _contrasting_colour(rng, image))
+        shapes.append((kind, polygon))
+    return image, shapes
+
+
 def make_detection_split(root: str, split: str, num_images: int,
                          size: int = 128, seed: int = 0) -> Dict:
     """Write a COCO instance-segmentation split; return its annotations."""
@@ -114,23 +143,10 @@ def make_detection_split(root: str, split: str, num_images: int,
     os.makedirs(osp.join(root, split), exist_ok=True)
     images, annotations = [], []
     for image_id in range(1, num_images + 1):
-        image = _background(rng, size)
-        boxes: List[Sequence[float]] = []
-        for _ in range(int(rng.integers(1, 5))):
-            for _attempt in range(20):  # shapes do not overlap
-                radius = rng.uniform(0.1, 0.22) * size
-                center = rng.uniform(radius + 1, size - radius - 1, 2)
-                kind = int(rng.integers(len(SHAPES)))
-                polygon = shape_polygon(SHAPES[kind], center, radius,
-                                        rng.uniform(0, 2 * math.pi))
-                x0, y0 = polygon.min(0)
-                x1, y1 = polygon.max(0)
-                if not _overlaps((x0, y0, x1, y1), boxes):
-                    break
-            else:
-                continue
-            boxes.append((x0, y0, x1, y1))
-            _draw(image, polygon, _contrasting_colour(rng, image))
+        image, shapes = _scene(rng, size)
+        for kind, polygon in shapes:
+            x0, y0 = polygon.min(0)
+            x1, y1 = polygon.max(0)
             mask = np.zeros((size, size), np.uint8)
             _draw(mask, polygon, 1)
             annotations.append(
@@ -161,6 +177,26 @@ def make_detection_split(root: str, split: str, num_images: int,
     return coco
 
 
+def make_segmentation_split(root: str, split: str, num_images: int,
+                            size: int = 128, seed: int = 0) -> None:
+    """Write a semantic segmentation split: ``img_dir/{split}/*.png`` and
+    ``ann_dir/{split}/*.png``, uint8 label maps (0: background, 1 + the
+    index in ``SHAPES`` for a shape's pixels)."""
+    rng = np.random.default_rng([seed, 2, zlib.crc32(split.encode())])
+    for folder in ('img_dir', 'ann_dir'):
+        os.makedirs(osp.join(root, folder, split), exist_ok=True)
+    for index in range(num_images):
+        image, shapes = _scene(rng, size)
+        labels = np.zeros((size, size), np.uint8)
+        for kind, polygon in shapes:
+            # no anti-aliasing: every pixel gets one class
+            cv2.fillPoly(labels, [np.round(polygon).astype(np.int32)],
+                         kind + 1, lineType=cv2.LINE_8)
+        name = f'{index:05d}.png'
+        _write_png(osp.join(root, 'img_dir', split, name), image)
+        _write_png(osp.join(root, 'ann_dir', split, name), labels)
+
+
 def make_shapes_classification(root: str,
                                train_per_class: int = 400,
                                val_per_class: int = 50,
@@ -179,3 +215,14 @@ def make_shapes_detection(root: str,
     """The detection / instance segmentation demo dataset (COCO format)."""
     make_detection_split(root, 'train', train_images, size, seed)
     make_detection_split(root, 'val', val_images, size, seed)
+
+
+def make_shapes_segmentation(root: str,
+                             train_images: int = 400,
+                             val_images: int = 60,
+                             size: int = 128,
+                             seed: int = 0) -> None:
+    """The semantic segmentation demo dataset (mmseg's ``BaseSegDataset``
+    layout, classes ``('background',) + SHAPES``)."""
+    make_segmentation_split(root, 'train', train_images, size, seed)
+    make_segmentation_split(root, 'val', val_images, size, seed)

@@ -16,6 +16,8 @@ DEMO_DATA = {
     'data/shapes_cls',
     'data/shapes_coco': 'python tools/dataset_converters/make_shapes.py det '
     'data/shapes_coco',
+    'data/shapes_seg': 'python tools/dataset_converters/make_shapes.py seg '
+    'data/shapes_seg',
 }
 
 

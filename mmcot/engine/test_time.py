@@ -1,5 +1,6 @@
 """What tools/test.py adds to a config: drawn predictions, test-time
-augmentation and saved results, for mmpretrain and mmdet configs alike.
+augmentation and saved results, for mmpretrain, mmdet and mmseg configs
+alike.
 
 Each library's own hooks, TTA models and result dumps do the work; these
 functions set them up as mmpretrain's and mmdet's ``tools/test.py`` do,
@@ -87,13 +88,15 @@ def enable_visualization(cfg: Config,
     """Turn on the config's visualization hook for the test run.
 
     Args:
-        cfg (Config): An mmpretrain or mmdet config; its ``default_hooks``
-            must hold ``visualization`` (their default runtimes do).
+        cfg (Config): An mmpretrain, mmdet or mmseg config; its
+            ``default_hooks`` must hold ``visualization`` (their default
+            runtimes do).
         show (bool): Show each drawn image in a window.
         show_dir (str, optional): Write the drawn images (predictions, and
-            for detection the ground truth beside them) to this folder,
-            named after the image files (classification: prefixed with
-            their index in the test set, which keeps them apart).
+            for detection and segmentation the ground truth beside them)
+            to this folder, named after the image files (classification:
+            prefixed with their index in the test set, which keeps them
+            apart).
         wait_time (float): Seconds each window stays open.
         interval (int): Draw every ``interval``-th test image.
     """
@@ -110,6 +113,11 @@ def enable_visualization(cfg: Config,
         # an absolute folder: mmdet joins it to work_dir/timestamp otherwise
         hook.update(draw=True, show=show, wait_time=wait_time,
                     interval=interval, test_out_dir=out_dir)
+    elif cfg.get('default_scope') == 'mmseg':
+        from .seg_visualization import SegFileVisualizationHook
+        hook.update(type=SegFileVisualizationHook.__name__, draw=True,
+                    show=show, wait_time=wait_time, interval=interval,
+                    out_dir=out_dir)
     else:
         hook.update(type='IndexedVisualizationHook', enable=True, show=show,
                     wait_time=wait_time, interval=interval, out_dir=out_dir)

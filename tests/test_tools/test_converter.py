@@ -176,6 +176,29 @@ def test_converted_checkpoint_initialises_a_detection_backbone(
         wrong.init_weights()
 
 
+def test_converted_checkpoint_initialises_a_segmentation_backbone(
+        converted_cotnet50, official_cotnet50):
+    """The UPerNet configs load it through init_cfg Pretrained, prefix
+    backbone., strictly (mmseg's model-level ``pretrained`` is off)."""
+    from mmengine.config import Config
+    from mmengine.registry import DefaultScope
+    from mmseg.registry import MODELS as SEG_MODELS
+    _, weights = official_cotnet50
+    cfg = Config.fromfile(
+        osp.join(REPO, 'configs', 'upernet',
+                 'upernet_cotnet50_4xb4-160k_ade20k-512x512.py'))
+    cfg.model.backbone.init_cfg.checkpoint = converted_cotnet50
+    with DefaultScope.overwrite_default_scope('mmseg'):
+        segmentor = SEG_MODELS.build(cfg.model)
+        segmentor.init_weights()
+        assert torch.equal(segmentor.backbone.layer4[2].conv2.se[3].bias,
+                           2 * weights['layer4.2.conv2.se.3.bias'])  # EMA
+        cfg.model.backbone.depth = 101
+        deeper = SEG_MODELS.build(cfg.model)
+        with pytest.raises(ValueError, match='missing keys: layer3.6'):
+            deeper.init_weights()
+
+
 def test_wrong_variant_is_refused_with_the_differences(official_cotnet50,
                                                        tmp_path):
     src, _ = official_cotnet50

@@ -10,7 +10,10 @@ output element). Classification configs count the whole classifier
 320 for SE-CoTNetD-152); detection configs count the whole
 detector at inference on a 1280x800 (W x H) image: backbone, neck, RPN, the
 box heads on the proposals the RPN keeps and the mask heads on the
-detections (test_cfg.rpn.max_per_img and test_cfg.rcnn.max_per_img).
+detections (test_cfg.rpn.max_per_img and test_cfg.rcnn.max_per_img);
+segmentation configs count the segmentor at inference (backbone and decode
+head; the params include the training-only auxiliary head) on a 512x512
+image.
 """
 import argparse
 import json
@@ -32,7 +35,8 @@ def parse_args():
         type=int,
         nargs='+',
         help='input size: H W, or one value for a square (default: the '
-        'test crop of a classification config, 800 1280 for detection)')
+        'test crop of a classification config, 800 1280 for detection, '
+        '512 512 for segmentation)')
     parser.add_argument(
         '--table', action='store_true', help='print a per-module table')
     parser.add_argument('--json', help='also write the numbers to this file')

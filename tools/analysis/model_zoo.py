@@ -9,7 +9,8 @@ docs/benchmarks/*.json (tools/analysis/benchmark.py), and the paper's
 accuracies (cited per row). Writes:
 
 * the tables between ``<!-- model-zoo:... -->`` markers of README.md,
-  configs/cotnet/README.md and the detection folders' README.md;
+  configs/cotnet/README.md and the detection and segmentation folders'
+  README.md;
 * ``metafile.yml`` of each config folder and ``model-index.yml``;
 * docs/benchmarks/throughput_vs_top1.png (throughput against top-1).
 """
@@ -25,8 +26,9 @@ from collections import OrderedDict
 import yaml
 from mmengine.config import Config
 
-from mmcot.analysis import (DETECTION_SHAPE, default_input_shape,
-                            markdown_table, model_complexity)
+from mmcot.analysis import (DETECTION_SHAPE, SEGMENTATION_SHAPE,
+                            default_input_shape, markdown_table,
+                            model_complexity)
 from mmcot.fileio import atomic_write
 from mmcot.version import __version__
 
@@ -112,6 +114,8 @@ def training_techniques(cfg: Config) -> list:
         techniques.append('Cosine Annealing')
     if 'MultiStepLR' in schedulers:
         techniques.append('Step Decay')
+    if 'PolyLR' in schedulers:
+        techniques.append('Poly Decay')
     head = cfg.model.get('head') or {}
     if (head.get('loss') or {}).get('type') == 'LabelSmoothLoss':
         techniques.append('Label Smoothing')
@@ -137,9 +141,15 @@ def training_techniques(cfg: Config) -> list:
 
 def training_metadata(cfg: Config) -> OrderedDict:
     """Epochs (or iterations), batch size, techniques and GPUs of a
-    config's recipe (the total batch is ``auto_scale_lr.base_batch_size``)."""
-    total = cfg.auto_scale_lr.base_batch_size
-    gpus = total // cfg.train_dataloader.batch_size
+    config's recipe (the total batch is ``auto_scale_lr.base_batch_size``,
+    or for mmseg's configs, which have none, the GPUs of its name's
+    ``{gpus}xb{batch}`` times its batch)."""
+    if 'auto_scale_lr' in cfg:
+        total = cfg.auto_scale_lr.base_batch_size
+        gpus = total // cfg.train_dataloader.batch_size
+    else:
+        gpus = int(re.search(r'_(\d+)xb\d+', cfg.filename).group(1))
+        total = gpus * cfg.train_dataloader.batch_size
     length = (('Iterations', cfg.train_cfg.max_iters) if 'max_iters'
               in cfg.train_cfg else ('Epochs', cfg.train_cfg.max_epochs))
     return OrderedDict([
@@ -373,6 +383,82 @@ def detection_configs(folder: str, complexity: 'Complexity') -> list:
     return sorted(rows, key=lambda r: order.index(r['token']))
 
 
+#: mmseg's datasets of the UPerNet configs: config name part, name, crop
+SEGMENTATION = OrderedDict([
+    ('ade20k-512x512', ('ADE20K', '512x512')),
+    ('cityscapes-512x1024', ('Cityscapes', '512x1024')),
+])
+
+
+def segmentation_configs(complexity: 'Complexity') -> list:
+    rows = []
+    for path in sorted(glob.glob(rel('configs', 'upernet', '*.py'))):
+        config = osp.basename(path)
+        _, token, schedule, data = config[:-len('.py')].split('_')
+        if data not in SEGMENTATION:
+            continue  # the demo
+        cfg = Config.fromfile(path)
+        measured = complexity(cfg, SEGMENTATION_SHAPE)
+        rows.append(
+            dict(
+                config=osp.join('configs', 'upernet', config),
+                token=token,
+                backbone=DET_BACKBONE[token],
+                data=data,
+                schedule=schedule.split('-')[1],
+                params=measured['params'],
+                flops=measured['flops'],
+                training=training_metadata(cfg)))
+    order, datasets = list(DET_BACKBONE), list(SEGMENTATION)
+    return sorted(
+        rows,
+        key=lambda r: (datasets.index(r['data']), order.index(r['token'])))
+
+
+def segmentation_table(rows: list) -> str:
+    table = [
+        OrderedDict([
+            ('Backbone', r['backbone']),
+            ('Dataset', SEGMENTATION[r['data']][0]),
+            ('Crop', SEGMENTATION[r['data']][1]),
+            ('Schedule', r['schedule']),
+            ('Params (M)', f'{r["params"] / 1e6:.2f}'),
+            ('FLOPs (G)', f'{r["flops"] / 1e9:.1f}'),
+            ('mIoU', '-'),
+            ('Config', f'[config]({osp.basename(r["config"])})'),
+        ]) for r in rows
+    ]
+    source = ('No mIoU yet: neither the paper nor the official code trains '
+              'CoT backbones for semantic segmentation, and these configs '
+              'have not been trained on ADE20K or Cityscapes (that takes '
+              'four GPUs for a day or more each). Params of the whole '
+              'segmentor (the auxiliary head, which only training uses, '
+              'included); FLOPs (multiply-adds) at inference (backbone and '
+              'decode head) on a '
+              f'{SEGMENTATION_SHAPE[1]}x{SEGMENTATION_SHAPE[0]} image '
+              '(`tools/analysis/get_flops.py`).')
+    return '\n'.join([source, '', markdown_table(table)])
+
+
+def segmentation_metafile(rows: list) -> dict:
+    models = [
+        OrderedDict([
+            ('Name', osp.basename(r['config'])[:-len('.py')]),
+            ('In Collection', 'UPerNet with CoT backbones'),
+            ('Metadata',
+             OrderedDict([('FLOPs', int(r['flops'])),
+                          ('Parameters', int(r['params'])),
+                          ('Training Data', SEGMENTATION[r['data']][0]),
+                          ('Crop Size', SEGMENTATION[r['data']][1]),
+                          *r['training'].items()])),
+            ('Config', r['config']),
+        ]) for r in rows
+    ]
+    return OrderedDict([('Collections', [
+        collection('UPerNet with CoT backbones', 'configs/upernet/README.md')
+    ]), ('Models', models)])
+
+
 def detection_table(rows: list) -> str:
     with_mask = rows[0]['mask'] is not None
     table = []
@@ -571,6 +657,12 @@ def generate() -> dict:
         path = f'configs/{folder}/metafile.yml'
         files[path] = dump_yaml(detection_metafile(folder, detection_rows))
         metafiles.append(path)
+    segmentation_rows = segmentation_configs(complexity)
+    section('configs/upernet/README.md', 'results',
+            segmentation_table(segmentation_rows))
+    files['configs/upernet/metafile.yml'] = dump_yaml(
+        segmentation_metafile(segmentation_rows))
+    metafiles.append('configs/upernet/metafile.yml')
     files['model-index.yml'] = dump_yaml(OrderedDict(Import=metafiles))
     return files, rows, benchmarks
 

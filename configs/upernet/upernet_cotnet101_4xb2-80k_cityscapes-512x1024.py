@@ -1,0 +1,6 @@
+_base_ = './upernet_cotnet50_4xb2-80k_cityscapes-512x1024.py'
+
+model = dict(
+    backbone=dict(
+        depth=101,
+        init_cfg=dict(checkpoint='checkpoints/cotnet101_mmcot.pth')))
