@@ -172,3 +172,17 @@ def test_seg_demo_in_a_two_process_cpu_run(small_seg_data, tmp_path):
     log = result.stdout + result.stderr
     assert 'SyncBN layers replaced by BN' in log
     assert osp.isfile(tmp_path / 'iter_4.pth')
+
+
+def test_missing_pretrained_checkpoint_fails_at_once(small_seg_data,
+                                                     tmp_path):
+    config = 'configs/upernet/upernet_cotnet50_4xb4-160k_ade20k-512x512.py'
+    result = run_tool('tools/train.py', config, '--work-dir', str(tmp_path),
+                      *seg_options(small_seg_data), check=False)
+    assert result.returncode != 0
+    [line] = result.stderr.strip().splitlines()[-1:]
+    assert line.startswith("error: model.backbone.init_cfg.checkpoint is "
+                           "'checkpoints/cotnet50_mmcot.pth', which does "
+                           'not exist')
+    assert 'cotnet_to_mmcot.py' in line
+    assert 'Traceback' not in result.stderr
