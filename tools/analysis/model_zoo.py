@@ -161,7 +161,8 @@ def training_metadata(cfg: Config) -> OrderedDict:
 
 
 def schedule_name(cfg: Config) -> str:
-    """mmdet's name of a detection schedule: 1x (12 epochs), or 90k."""
+    """The name mmdet and mmseg give a config's schedule: 1x for 12 epochs,
+    the thousands of iterations of an iteration-based one (90k, 160k)."""
     if 'max_iters' in cfg.train_cfg:
         return f'{cfg.train_cfg.max_iters // 1000}k'
     return f'{cfg.train_cfg.max_epochs // 12}x'
@@ -394,7 +395,7 @@ def segmentation_configs(complexity: 'Complexity') -> list:
     rows = []
     for path in sorted(glob.glob(rel('configs', 'upernet', '*.py'))):
         config = osp.basename(path)
-        _, token, schedule, data = config[:-len('.py')].split('_')
+        _, token, _, data = config[:-len('.py')].split('_')
         if data not in SEGMENTATION:
             continue  # the demo
         cfg = Config.fromfile(path)
@@ -405,7 +406,7 @@ def segmentation_configs(complexity: 'Complexity') -> list:
                 token=token,
                 backbone=DET_BACKBONE[token],
                 data=data,
-                schedule=schedule.split('-')[1],
+                schedule=schedule_name(cfg),
                 params=measured['params'],
                 flops=measured['flops'],
                 training=training_metadata(cfg)))
