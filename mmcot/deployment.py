@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from mmcot.fileio import atomic_write
+from mmcot.ops.ext_loader import load_ext
 from mmcot.ops.local_aggregation import local_aggregation_decomposed
 
 
@@ -74,8 +75,11 @@ def decompose_local_aggregation(
     decomposition into standard operators (and torch's default
     decompositions applied)."""
     table = torch.export.default_decompositions()
-    table[torch.ops.mmcot.local_aggregation.default] = (
-        local_aggregation_decomposed)
+    # the op exists once mmcot._ext is loaded; a program can hold it only
+    # then (a model without CoT layers may come first)
+    if load_ext() is not None:
+        table[torch.ops.mmcot.local_aggregation.default] = (
+            local_aggregation_decomposed)
     return program.run_decompositions(table)
 
 

@@ -1,6 +1,9 @@
 """tools/deployment/pytorch2onnx.py as a user runs it: classification
 configs (class scores, dynamic batch, a checkpoint's weights) and detection
 backbones to ONNX files of standard operators, run by onnxruntime."""
+import subprocess
+import sys
+
 import numpy as np
 import onnx
 import onnxruntime
@@ -105,3 +108,25 @@ def test_checkpoint_of_another_model_is_refused(demo_classifier, tmp_path):
     assert result.returncode != 0
     assert 'do not match' in result.stderr
     assert not out.exists()
+
+
+def test_model_without_cot_layers_exports_first(tmp_path):
+    """A fresh process whose first export is a model without CoT layers
+    (mmcot._ext not loaded yet), as benchmark_deploy.py's ResNet-50: the
+    ONNX file is written and computes the model."""
+    out = tmp_path / 'conv.onnx'
+    script = (
+        'import sys, torch\n'
+        'from mmcot.deployment import export_onnx\n'
+        'torch.manual_seed(0)\n'
+        'model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), '
+        'torch.nn.ReLU()).eval()\n'
+        'x = torch.randn(2, 3, 8, 8)\n'
+        'export_onnx(model, (x, ), sys.argv[1], dynamic_batch=True)\n'
+        'torch.save((x, model(x).detach()), sys.argv[1] + ".pt")\n')
+    subprocess.run([sys.executable, '-c', script, str(out)], check=True,
+                   cwd=REPO, capture_output=True, timeout=600)
+    x, expected = torch.load(str(out) + '.pt')
+    [result] = run_onnx(str(out), x)
+    np.testing.assert_allclose(result, expected.numpy(), rtol=1e-5,
+                               atol=1e-6)
