@@ -21,18 +21,34 @@ def median_ms(fn: Callable[[], Any],
     """Median wall time of ``fn()`` in milliseconds, after ``warmup`` calls;
     ``before()`` runs untimed before every timed call (e.g. a cache
     flush)."""
+    return interleaved_median_ms({'': fn}, device, warmup, repeats,
+                                 before)['']
+
+
+def interleaved_median_ms(
+        fns: Dict[str, Callable[[], Any]],
+        device: str,
+        warmup: int,
+        repeats: int,
+        before: Optional[Callable[[], Any]] = None) -> Dict[str, float]:
+    """Median wall time in milliseconds of each function of ``fns``, timed
+    in turns (one call of each per round, ``repeats`` rounds after
+    ``warmup``), so that a slow spell of the machine falls on all of them
+    alike; ``before()`` runs untimed before every timed call."""
     for _ in range(warmup):
-        fn()
-    times = []
+        for fn in fns.values():
+            fn()
+    times = {name: [] for name in fns}
     for _ in range(repeats):
-        if before is not None:
-            before()
-        synchronize(device)
-        start = time.perf_counter()
-        fn()
-        synchronize(device)
-        times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times)
+        for name, fn in fns.items():
+            if before is not None:
+                before()
+            synchronize(device)
+            start = time.perf_counter()
+            fn()
+            synchronize(device)
+            times[name].append((time.perf_counter() - start) * 1e3)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def profiled_ms(fn: Callable[[], Any],

@@ -3,13 +3,15 @@ import torch
 import torch.nn.functional as F
 from mmcv.cnn import build_conv_layer
 
-from mmcot.models.layers import BlurPool2d, CoTLayer, CoXtLayer
+from mmcot.models.layers import BlurPool2d, BoxPool2d, CoTLayer, CoXtLayer
 from mmcot.ops import local_aggregation_reference
 
 
 def manual_cot_forward(layer, x):
     """The CoT layer written out step by step from the paper's equations,
     with the reference op: an independent check of the module's wiring."""
+    if layer.stride > 1:
+        x = F.avg_pool2d(x, 3, layer.stride, padding=1)
     k = layer.key_embed(x)
     n, c, h, w = x.shape
     qk = torch.cat([x, k], 1)
@@ -23,12 +25,32 @@ def manual_cot_forward(layer, x):
     return y * attn[..., 0, None, None] + k * attn[..., 1, None, None]
 
 
-def test_cot_layer_matches_equations():
+@pytest.mark.parametrize('stride', [1, 2])
+def test_cot_layer_matches_equations(stride):
     torch.manual_seed(0)
-    layer = CoTLayer(32, 32).eval()
+    layer = CoTLayer(32, 32, stride=stride).eval()
+    for module in layer.modules():  # running statistics away from 0 / 1
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-1, 1)
+            module.running_var.uniform_(0.5, 2)
     x = torch.randn(2, 32, 9, 7)
     with torch.no_grad():
         torch.testing.assert_close(layer(x), manual_cot_forward(layer, x))
+
+
+def test_cot_layer_gradients_match_equations():
+    """Training mode: the gradients of the input, of the embedding's first
+    conv (run split in two) and of the attention (through the lerp) equal
+    the equations'."""
+    torch.manual_seed(0)
+    layer = CoTLayer(32, 32, stride=2).double()
+    x = torch.randn(2, 32, 9, 7, dtype=torch.float64, requires_grad=True)
+    grad = torch.randn(2, 32, 5, 4, dtype=torch.float64)
+    inputs = (x, layer.embed[0].weight, layer.se[-1].weight)
+    grads = torch.autograd.grad(layer(x), inputs, grad)
+    expected = torch.autograd.grad(manual_cot_forward(layer, x), inputs, grad)
+    for g, g_expected in zip(grads, expected):
+        torch.testing.assert_close(g, g_expected)
 
 
 def test_build_conv_layer_gives_cot_in_place_of_3x3():
@@ -47,12 +69,29 @@ def test_build_conv_layer_gives_cot_in_place_of_3x3():
     assert coxt(torch.randn(2, 96, 8, 8)).shape == (2, 96, 8, 8)
 
 
-def test_coxt_interleaves_query_and_key():
-    layer = CoXtLayer(32, 32)
-    x = torch.arange(4.).view(1, 4, 1, 1).expand(1, 4, 2, 2)
-    k = -x
-    qk = layer.query_key(x, k)
-    assert qk[0, :, 0, 0].tolist() == [0, -0, 1, -1, 2, -2, 3, -3]
+@pytest.mark.parametrize('layer_type,order', [
+    (CoTLayer, 'concatenated'),
+    (CoXtLayer, 'interleaved'),
+])
+def test_embedding_equals_conv_over_query_and_key(layer_type, order):
+    """The split first conv gives what the official embed gives on the
+    2C-channel input: [x, k] for CoT, x0, k0, x1, k1, ... for CoXt."""
+    torch.manual_seed(0)
+    layer = layer_type(32, 32).eval()
+    x, k = torch.randn(2, 32, 5, 6), torch.randn(2, 32, 5, 6)
+    if order == 'concatenated':
+        qk = torch.cat([x, k], 1)
+    else:
+        qk = torch.empty(2, 64, 5, 6)
+        qk[:, 0::2], qk[:, 1::2] = x, k
+    with torch.no_grad():
+        torch.testing.assert_close(
+            layer.aggregation_weights(x, k), layer.embed(qk))
+        # the other order gives other weights: the check tells them apart
+        other = torch.cat([x, k], 1) if order == 'interleaved' else torch.cat(
+            [x, k], 1).view(2, 2, 32, 5, 6).transpose(1, 2).flatten(1, 2)
+        assert not torch.allclose(
+            layer.aggregation_weights(x, k), layer.embed(other))
 
 
 def test_coxt_groups_are_independent():
@@ -64,7 +103,7 @@ def test_coxt_groups_are_independent():
     x = torch.randn(1, 32, 6, 6)
     n, c, h, w = x.shape
     k = layer.key_embed(x)
-    a = layer.embed(layer.query_key(x, k)).view(2, 1, -1, 9, h, w)
+    a = layer.aggregation_weights(x, k).view(2, 1, -1, 9, h, w)
     v = layer.conv1x1(x)
     v2 = v.clone()
     v2[:, 0] += 1
@@ -101,4 +140,21 @@ def test_blur_pool_is_binomial_filter():
     # a constant map stays constant (reflection padding, normalised filter)
     torch.testing.assert_close(
         pool(torch.full((1, 2, 6, 6), 3.)), torch.full((1, 2, 3, 3), 3.))
+    assert len(pool.state_dict()) == 0
+
+
+@pytest.mark.parametrize('stride,size', [(2, (9, 8)), (3, (7, 11)),
+                                         (1, (4, 4))])
+def test_box_pool_is_average_pool(stride, size):
+    """BoxPool2d equals nn.AvgPool2d(3, stride, 1) (zero padding counted),
+    shape and values, on the CPU's depthwise-conv path."""
+    torch.manual_seed(0)
+    x = torch.randn(2, 5, *size, dtype=torch.float64)
+    pool = BoxPool2d(5, stride)
+    expected = torch.nn.AvgPool2d(3, stride, padding=1)(x)
+    torch.testing.assert_close(pool(x), expected)
+    # an impulse in the corner reaches the first output with weight 1/9
+    corner = torch.zeros(1, 5, *size)
+    corner[..., 0, 0] = 9
+    assert pool(corner)[0, :, 0, 0].tolist() == [1.] * 5
     assert len(pool.state_dict()) == 0

@@ -2,15 +2,20 @@
 ResNeSt-50, measured in the same run.
 
     python tools/analysis/benchmark.py [--device cpu|cuda] [--batch 8]
-        [--shape 224] [--dtypes fp32 fp16 bf16] [--json OUT] [--markdown OUT]
+        [--shape 224] [--det-shape 800 1333] [--dtypes fp32 fp16 bf16]
+        [--models MODEL ...] [--json OUT] [--markdown OUT]
 
 Each model is an ImageNet classifier (backbone, global pooling, 1000-way
 linear head). Per model and precision: inference throughput (images/s,
 no_grad, eval mode), training step time (forward, cross-entropy, backward,
-SGD step) and peak memory of a training step; medians of ``--repeats``
-after ``--warmup``. fp16/bf16 run under ``torch.autocast`` (GPU only). The
-ratio column divides each throughput by ResNet-50's from the same run. On a
-CPU every model runs in a fresh forked process, for a clean peak memory.
+SGD step), the backbone's inference time on one image of detection size
+(``--det-shape``, eval mode; ``--det-shape 0 0`` skips it) and the peak
+memory of a training step. Times are medians of ``--repeats`` after
+``--warmup``, the models timed in turns (one call of each per round), so
+that the ratio columns, each model's throughput over ResNet-50's, compare
+models under the same conditions. fp16/bf16 run under ``torch.autocast``
+(GPU only). On a CPU, the peak memory is measured for each model in a fresh
+forked process.
 """
 import argparse
 import json
@@ -20,12 +25,13 @@ import torch
 import torch.nn.functional as F
 
 import mmcot  # noqa: F401  (registers the CoT backbones)
-from mmcot.analysis import (device_name, markdown_table, median_ms,
+from mmcot.analysis import (device_name, interleaved_median_ms, markdown_table,
                             peak_memory_mib, run_isolated)
 from mmcot.analysis.classifiers import BACKBONES, build_classifier
 from mmcot.fileio import atomic_write
 
 DTYPES = {'fp32': None, 'fp16': torch.float16, 'bf16': torch.bfloat16}
+REFERENCE = 'ResNet-50'
 
 
 def parse_args():
@@ -46,6 +52,13 @@ def parse_args():
     parser.add_argument('--batch', type=int, default=8, help='inference')
     parser.add_argument('--train-batch', type=int, default=8)
     parser.add_argument('--shape', type=int, default=224)
+    parser.add_argument(
+        '--det-shape',
+        type=int,
+        nargs=2,
+        default=[800, 1333],
+        metavar=('H', 'W'),
+        help='backbone inference at this size, batch 1 (0 0: skip)')
     parser.add_argument('--repeats', type=int, default=10)
     parser.add_argument('--warmup', type=int, default=2)
     parser.add_argument('--json', help='write the measurements here')
@@ -55,76 +68,132 @@ def parse_args():
     args.dtypes = args.dtypes or (list(DTYPES) if gpu else ['fp32'])
     if not gpu and args.dtypes != ['fp32']:
         parser.error('fp16 / bf16 autocast is measured on GPUs only')
-    if 'ResNet-50' not in args.models:
-        args.models = ['ResNet-50'] + args.models  # the reference
+    for name in ('batch', 'train_batch', 'shape', 'repeats'):
+        if getattr(args, name) < 1:
+            parser.error(f'--{name.replace("_", "-")} must be at least 1')
+    if args.warmup < 0:
+        parser.error('--warmup must be at least 0')
+    if any(size < 0 for size in args.det_shape):
+        parser.error('--det-shape takes two sizes >= 0 (0 0: skip)')
+    if REFERENCE not in args.models:
+        args.models = [REFERENCE] + args.models  # the reference
     return args
 
 
-def measure_model(name: str, args, dtype_name: str) -> dict:
-    """One model at one precision: throughput, step time, peak memory."""
-    torch.manual_seed(0)
-    device = args.device
-    model = build_classifier(name).to(device)
-    params = sum(p.numel() for p in model.parameters())
-    dtype = DTYPES[dtype_name]
+class ModelRunner:
+    """One model at one precision, with the calls the benchmark times."""
 
-    def autocast():
+    def __init__(self, name: str, args, dtype_name: str) -> None:
+        torch.manual_seed(0)
+        self.device = device = args.device
+        self.dtype = DTYPES[dtype_name]
+        self.model = build_classifier(name).to(device)
+        self.params = sum(p.numel() for p in self.model.parameters())
+        self.optimizer = torch.optim.SGD(
+            self.model.parameters(), lr=1e-3, momentum=0.9)
+        self.images = torch.randn(
+            args.batch, 3, args.shape, args.shape, device=device)
+        self.batch = torch.randn(
+            args.train_batch, 3, args.shape, args.shape, device=device)
+        self.labels = torch.randint(
+            0, 1000, (args.train_batch, ), device=device)
+        self.det_image = (
+            torch.randn(1, 3, *args.det_shape, device=device)
+            if all(args.det_shape) else None)
+
+    def autocast(self):
         return torch.autocast(
-            device.split(':')[0], dtype=dtype, enabled=dtype is not None)
+            self.device.split(':')[0],
+            dtype=self.dtype,
+            enabled=self.dtype is not None)
 
-    images = torch.randn(args.batch, 3, args.shape, args.shape, device=device)
-    model.eval()
+    def infer(self) -> None:
+        self.model.eval()
+        with torch.no_grad(), self.autocast():
+            self.model(self.images, mode='tensor')
 
-    def infer():
-        with torch.no_grad(), autocast():
-            model(images, mode='tensor')
+    def infer_backbone(self) -> None:
+        self.model.eval()
+        with torch.no_grad(), self.autocast():
+            self.model.backbone(self.det_image)
 
-    infer_ms = median_ms(infer, device, args.warmup, args.repeats)
-
-    model.train()
-    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
-    batch = torch.randn(
-        args.train_batch, 3, args.shape, args.shape, device=device)
-    labels = torch.randint(0, 1000, (args.train_batch, ), device=device)
-
-    def train_step():
-        with autocast():
-            loss = F.cross_entropy(model(batch, mode='tensor'), labels)
-        optimizer.zero_grad(set_to_none=True)
+    def train_step(self) -> None:
+        self.model.train()
+        with self.autocast():
+            loss = F.cross_entropy(
+                self.model(self.batch, mode='tensor'), self.labels)
+        self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        optimizer.step()
+        self.optimizer.step()
 
-    if device.startswith('cuda'):
-        train_step()
-    peak = peak_memory_mib(train_step, device)
-    step_ms = median_ms(train_step, device, args.warmup, args.repeats)
-    return dict(
-        model=name,
-        precision=dtype_name,
-        params_M=params / 1e6,
-        infer_img_per_s=args.batch / infer_ms * 1e3,
-        train_step_ms=step_ms,
-        train_peak_MiB=peak)
+
+def measure_memory(name: str, args, dtype_name: str) -> dict:
+    """Parameters and the peak memory of one training step."""
+    runner = ModelRunner(name, args, dtype_name)
+    if args.device.startswith('cuda'):
+        runner.train_step()  # optimizer state and caches allocated first
+    peak = peak_memory_mib(runner.train_step, args.device)
+    return dict(params_M=runner.params / 1e6, train_peak_MiB=peak)
+
+
+def measure_speed(args, dtype_name: str) -> dict:
+    """Every model's inference, training and detection-size times, in
+    turns: {model: {'infer': ms, 'train': ms[, 'det': ms]}}."""
+    runners = {name: ModelRunner(name, args, dtype_name)
+               for name in args.models}
+    calls = dict(infer=lambda r: r.infer, train=lambda r: r.train_step)
+    if all(args.det_shape):
+        calls['det'] = lambda r: r.infer_backbone
+    times = {name: {} for name in runners}
+    for call, method in calls.items():
+        medians = interleaved_median_ms(
+            {name: method(runner)
+             for name, runner in runners.items()}, args.device, args.warmup,
+            args.repeats)
+        for name, ms in medians.items():
+            times[name][call] = ms
+    return times
+
+
+def measure(args, dtype_name: str) -> list:
+    """The table rows of one precision."""
+    memory = {}
+    for name in args.models:  # forks before this process runs any threads
+        if args.device.startswith('cuda'):
+            memory[name] = measure_memory(name, args, dtype_name)
+        else:
+            memory[name] = run_isolated(measure_memory, name, args,
+                                        dtype_name)
+    times = measure_speed(args, dtype_name)
+    reference = times[REFERENCE]
+    rows = []
+    for name in args.models:
+        t = times[name]
+        row = dict(
+            model=name,
+            precision=dtype_name,
+            params_M=memory[name]['params_M'],
+            infer_img_per_s=args.batch / t['infer'] * 1e3,
+            **{'vs_ResNet-50': reference['infer'] / t['infer']},
+            train_step_ms=t['train'],
+            **{'train_vs_ResNet-50': reference['train'] / t['train']},
+            train_peak_MiB=memory[name]['train_peak_MiB'])
+        if 'det' in t:
+            row['det_backbone_ms'] = t['det']
+            row['det_vs_ResNet-50'] = reference['det'] / t['det']
+        rows.append(row)
+        print(f'{name} {dtype_name}: {row["infer_img_per_s"]:.1f} img/s, '
+              f'{row["vs_ResNet-50"]:.2f}x ResNet-50')
+    return rows
 
 
 def main():
     args = parse_args()
     if args.device.startswith('cuda') and not torch.cuda.is_available():
-        raise SystemExit('--device cuda: no GPU is visible')
+        raise SystemExit('error: --device cuda: no GPU is visible')
     rows = []
     for dtype_name in args.dtypes:
-        for name in args.models:
-            if args.device.startswith('cuda'):
-                row = measure_model(name, args, dtype_name)
-            else:
-                row = run_isolated(measure_model, name, args, dtype_name)
-            rows.append(row)
-            print(f'{name} {dtype_name}: {row["infer_img_per_s"]:.1f} img/s')
-    for row in rows:
-        reference = next(r for r in rows if r['model'] == 'ResNet-50'
-                         and r['precision'] == row['precision'])
-        row['vs_ResNet-50'] = (row['infer_img_per_s'] /
-                               reference['infer_img_per_s'])
+        rows += measure(args, dtype_name)
 
     setup = dict(
         device=device_name(args.device),
@@ -132,11 +201,16 @@ def main():
         batch=args.batch,
         train_batch=args.train_batch,
         shape=args.shape,
+        det_shape=args.det_shape if all(args.det_shape) else None,
         repeats=args.repeats,
-        warmup=args.warmup)
+        warmup=args.warmup,
+        interleaved=True)
     title = (f'{setup["device"]}, torch {setup["torch"]}, inference batch '
              f'{args.batch}, training batch {args.train_batch}, '
-             f'{args.shape}x{args.shape}, median of {args.repeats}')
+             f'{args.shape}x{args.shape}'
+             + (f', backbone at {args.det_shape[0]}x{args.det_shape[1]} '
+                'batch 1' if setup['det_shape'] else '') +
+             f', median of {args.repeats}, models in turns')
     table = markdown_table(rows)
     print(title)
     print(table)

@@ -2,14 +2,17 @@
 PyTorch reference.
 
     python tools/analysis/benchmark_op.py [--device cpu|cuda] [--batch 8]
-        [--dtypes float32 float16 bfloat16] [--previous-ext FILE.so]
-        [--json OUT]
+        [--model CoTNet-50] [--dtypes float32 float16 bfloat16]
+        [--previous-ext FILE.so] [--json OUT]
 
-Shapes: CoTNet-50's four stages (K=3, stride 1, padding 1, G=C/8) at
-``--batch``. For each precision and stage, the forward and the backward
-(both gradients, from a retained graph) of the compiled op and of the
-unfold reference: median time of ``--repeats`` after ``--warmup``, with the
-caches flushed before every timed call; peak memory (CUDA: the allocator's
+Shapes: the distinct calls of the op in ``--model``'s backbone on
+``--batch`` 224 x 224 images (K=3, stride 1, padding 1, G=C/8; CoTNet-50:
+its four stages, 64 x 56 to 512 x 7; a CoXt layer of cardinality 2 makes
+calls of half the channels on twice the batch). For each precision and
+shape, the forward and the backward (both gradients, from a retained graph)
+of the compiled op and of the unfold reference: median time of
+``--repeats`` after ``--warmup``, with the caches flushed before every
+timed call; peak memory (CUDA: the allocator's
 peak; CPU: the growth of the peak resident set, in a fresh forked process).
 Against the memory floor: the bytes the op must move (forward 3.125 E
 elements: input, weight, output; backward 5.25 E: output gradient, input,
@@ -38,10 +41,10 @@ import torch
 from mmcot.analysis import (cache_flusher, copy_bandwidth_gbps, device_name,
                             markdown_table, median_ms, peak_memory_mib,
                             profiled_ms, run_isolated)
+from mmcot.analysis.classifiers import COT_NAMES, build_classifier
 from mmcot.fileio import atomic_write
 from mmcot.ops import ext_available, local_aggregation_reference
 
-STAGES = ((64, 56), (128, 28), (256, 14), (512, 7))
 KERNEL, STRIDE, PADDING, DILATION = [3, 3], [1, 1], [1, 1], [1, 1]
 #: elements moved per element of the input, by direction (G = C/8, K = 3)
 FLOOR_ELEMENTS = {
@@ -59,6 +62,13 @@ def parse_args():
     parser.add_argument('--repeats', type=int, default=10)
     parser.add_argument('--warmup', type=int, default=2)
     parser.add_argument('--device', default='cpu')
+    parser.add_argument(
+        '--model',
+        default='CoTNet-50',
+        choices=list(COT_NAMES.values()),
+        metavar='MODEL',
+        help='time the op at the shapes of this model (default: CoTNet-50): '
+        f'{", ".join(COT_NAMES.values())}')
     parser.add_argument('--dtypes',
                         nargs='+',
                         default=['float32'],
@@ -148,6 +158,33 @@ def extension_impl(ext) -> Callable:
 IMPLS = {'compiled': compiled, 'reference': reference}
 
 
+def op_shapes(model: str) -> list:
+    """(batch per image, C, H) of each distinct call of the op in the
+    backbone of ``model`` on 224 x 224 images, in order."""
+    from mmcot.ops import LocalAggregation
+    shapes = []
+
+    def record(module, inputs):
+        values, weight = inputs
+        if weight.shape[1:4] != (1, values.shape[1] // 8, 9) or (
+                values.shape[2] != values.shape[3]):
+            raise RuntimeError(f'{model}: an op call of shapes '
+                               f'{tuple(values.shape)}, '
+                               f'{tuple(weight.shape)} is not of the form '
+                               'this benchmark times')
+        shape = tuple(values.shape[:3])
+        if shape not in shapes:
+            shapes.append(shape)
+
+    backbone = build_classifier(model).backbone.eval()
+    for module in backbone.modules():
+        if isinstance(module, LocalAggregation):
+            module.register_forward_pre_hook(record)
+    with torch.no_grad():
+        backbone(torch.zeros(1, 3, 224, 224))
+    return shapes
+
+
 def make_inputs(batch, channels, size, dtype, device):
     """Input (N, C, H, W) and weights (N, 1, C/8, 9, H, W) of one stage."""
     g = torch.Generator().manual_seed(0)
@@ -177,12 +214,13 @@ def directions_ms(fn, x, w, args, before=None, kernels=False) -> dict:
 
 
 def run_case(impl, shape, dtype, args):
-    """Median forward and backward time (ms), on a GPU the time of the op's
-    kernels alone (an implementation of our kernels, not the reference),
-    the time of a call on a one-pixel input (what a call costs besides
-    moving the data: dispatch, autograd, launches) and peak memory (MiB) of
-    the forward and of forward + backward, for one implementation."""
-    x, w = make_inputs(args.batch, *shape, dtype, args.device)
+    """At op shape ``shape`` (N, C, H): median forward and backward time
+    (ms), on a GPU the time of the op's kernels alone (an implementation of
+    our kernels, not the reference), the time of a call on a one-pixel
+    input (what a call costs besides moving the data: dispatch, autograd,
+    launches) and peak memory (MiB) of the forward and of forward +
+    backward, for one implementation."""
+    x, w = make_inputs(*shape, dtype, args.device)
     fn = IMPLS[impl]
 
     def forward():
@@ -216,14 +254,18 @@ def measure(impl, shape, dtype, args):
 
 
 def stage_results(shape, dtype, bandwidth, args) -> dict:
-    """Both implementations at one stage and precision, against the
-    floor."""
-    channels, size = shape
+    """Both implementations at one op shape (batch per image, C, H) and
+    precision, against the floor."""
+    per_image, channels, size = shape
+    batch = per_image * args.batch
     itemsize = torch.empty(0, dtype=getattr(torch, dtype)).element_size()
-    elements = args.batch * channels * size * size
-    results = {impl: measure(impl, shape, dtype, args) for impl in IMPLS}
+    elements = batch * channels * size * size
+    results = {
+        impl: measure(impl, (batch, channels, size), dtype, args)
+        for impl in IMPLS
+    }
     compiled_, reference_ = results['compiled'], results['reference']
-    row = dict(dtype=dtype, C=channels, H=size, batch=args.batch)
+    row = dict(dtype=dtype, C=channels, H=size, batch=batch)
     for direction, per_element in FLOOR_ELEMENTS.items():
         moved = per_element * elements * itemsize
         ms = compiled_[f'{direction}_ms']
@@ -279,7 +321,7 @@ def table(rows) -> str:
     return markdown_table([
         {
             'dtype': r['dtype'],
-            'C x H': f'{r["C"]} x {r["H"]}',
+            'N x C x H': f'{r["batch"]} x {r["C"]} x {r["H"]}',
             **{
                 f'{short} {key}': r[direction][key]
                 for direction, short in (('forward', 'fwd'),
@@ -316,15 +358,17 @@ def main():
         raise SystemExit('error: mmcot._ext is not built: nothing to compare')
     if args.device.startswith('cuda'):
         bandwidth = copy_bandwidth_gbps(args.device)
+        shapes = op_shapes(args.model)
     else:  # torch's CPU threads must not start before the forks
         bandwidth = run_isolated(copy_bandwidth_gbps, args.device, 256)
+        shapes = run_isolated(op_shapes, args.model)
     rows = [
         stage_results(shape, dtype, bandwidth, args)
-        for dtype in args.dtypes for shape in STAGES
+        for dtype in args.dtypes for shape in shapes
     ]
-    print(f'local_aggregation, batch {args.batch}, '
-          f'{device_name(args.device)}; median of {args.repeats} after '
-          f'{args.warmup} warm-up, caches flushed; copy bandwidth '
+    print(f'local_aggregation at {args.model}\'s shapes, {args.batch} '
+          f'images, {device_name(args.device)}; median of {args.repeats} '
+          f'after {args.warmup} warm-up, caches flushed; copy bandwidth '
           f'{bandwidth:.1f} GB/s; floor_ratio = time / (bytes to move / '
           'copy bandwidth); vs_reference = reference time / time')
     print(table(rows))
@@ -335,6 +379,7 @@ def main():
         with atomic_write(args.json, 'w') as f:
             json.dump(dict(device=device_name(args.device),
                            torch=torch.__version__,
+                           model=args.model,
                            copy_GBps=bandwidth,
                            batch=args.batch,
                            repeats=args.repeats,

@@ -299,23 +299,36 @@ def cotnet_tables(rows: list, benchmarks: list) -> str:
 
 def throughput_title(run: dict) -> str:
     s = run['setup']
+    det = s.get('det_shape')
     return (f'Measured speed ({run["file"]}): {s["device"]}, torch '
             f'{s["torch"]}, inference batch {s["batch"]}, training batch '
-            f'{s["train_batch"]}, {s["shape"]}x{s["shape"]}, median of '
-            f'{s["repeats"]} after {s["warmup"]} warm-up runs.')
+            f'{s["train_batch"]}, {s["shape"]}x{s["shape"]}'
+            + (f', backbone alone at {det[0]}x{det[1]}, batch 1'
+               if det else '') +
+            f', median of {s["repeats"]} after {s["warmup"]} warm-up runs'
+            + (', the models timed in turns' if s.get('interleaved') else '')
+            + '; "vs ResNet-50": throughput over ResNet-50\'s.')
 
 
 def throughput_table(run: dict) -> str:
-    return markdown_table([
-        OrderedDict([
+    rows = []
+    for r in run['rows']:
+        row = OrderedDict([
             ('Model', r['model']),
             ('Precision', r['precision']),
             ('Inference (img/s)', f'{r["infer_img_per_s"]:.1f}'),
             ('vs ResNet-50', f'{r["vs_ResNet-50"]:.2f}'),
             ('Train step (ms)', f'{r["train_step_ms"]:.0f}'),
-            ('Train peak memory (MiB)', f'{r["train_peak_MiB"]:.0f}'),
-        ]) for r in run['rows']
-    ])
+        ])
+        if 'train_vs_ResNet-50' in r:
+            row['Train vs ResNet-50'] = f'{r["train_vs_ResNet-50"]:.2f}'
+        row['Train peak memory (MiB)'] = f'{r["train_peak_MiB"]:.0f}'
+        if 'det_backbone_ms' in r:
+            row['Backbone, detection size (ms)'] = (
+                f'{r["det_backbone_ms"]:.0f}')
+            row['Backbone vs ResNet-50'] = f'{r["det_vs_ResNet-50"]:.2f}'
+        rows.append(row)
+    return markdown_table(rows)
 
 
 def readme_zoo(rows: list, benchmarks: list) -> str:

@@ -1,5 +1,7 @@
-from .blur_pool import BlurPool2d
 from .cot_layer import CoTLayer, CoXtLayer
+from .pooling import BlurPool2d, BoxPool2d
 from .split_attention import SplitAttentionConv
 
-__all__ = ['CoTLayer', 'CoXtLayer', 'SplitAttentionConv', 'BlurPool2d']
+__all__ = [
+    'CoTLayer', 'CoXtLayer', 'SplitAttentionConv', 'BlurPool2d', 'BoxPool2d'
+]

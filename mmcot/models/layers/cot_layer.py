@@ -14,6 +14,8 @@ from mmengine.registry import MODELS
 
 from mmcot.ops import LocalAggregation
 
+from .pooling import BoxPool2d
+
 
 @MODELS.register_module('CoT')
 class CoTLayer(BaseModule):
@@ -28,8 +30,9 @@ class CoTLayer(BaseModule):
     The signature follows ``nn.Conv2d`` so that
     ``mmcv.cnn.build_conv_layer(dict(type='CoT'), C, C, 3, stride=2,
     padding=1)`` returns this layer. A stride > 1 average-pools first
-    (``AvgPool2d(3, stride, 1)``), as the official bottleneck does.
-    Submodule names follow the official code, so its weights load as they are.
+    (``AvgPool2d(3, stride, 1)``, as :class:`BoxPool2d`), as the official
+    bottleneck does. Submodule names follow the official code, so its weights
+    load as they are.
 
     Args:
         in_channels (int): Input channels C.
@@ -112,8 +115,7 @@ class CoTLayer(BaseModule):
         def norm(channels):
             return build_norm_layer(norm_cfg, channels)[1]
 
-        self.pool = (
-            nn.AvgPool2d(3, stride, padding=1) if stride > 1 else nn.Identity())
+        self.pool = BoxPool2d(dim, stride) if stride > 1 else nn.Identity()
         self.key_embed = nn.Sequential(
             nn.Conv2d(dim, dim, kernel_size, padding=same, dilation=dilation,
                       groups=key_groups, bias=False), norm(dim),
@@ -134,16 +136,38 @@ class CoTLayer(BaseModule):
             nn.ReLU(inplace=True),
             nn.Conv2d(attn_channels, self.radix * dim, 1))
 
-    def query_key(self, x: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-        """Input of the weight embedding, (N, 2C, H, W): ``[x, k]``."""
-        return torch.cat([x, k], dim=1)
+    def split_query_key(self, weight: torch.Tensor) -> tuple:
+        """The query and key halves of the first embed conv's weight.
+
+        That conv takes ``[x, k]``, the query channels then the key channels;
+        returns the weights (C/2, C/cardinality, 1, 1) it applies to each.
+        """
+        c = self.in_channels
+        return weight[:, :c], weight[:, c:]
+
+    def aggregation_weights(self, x: torch.Tensor,
+                            k: torch.Tensor) -> torch.Tensor:
+        """The embedding of query ``x`` and keys ``k``, both (N, C, H, W),
+        into aggregation weights (N, G*K*K, H, W).
+
+        The first 1x1 conv runs as one conv over ``x`` plus one over ``k``
+        (the two halves of its weight): the same sum as over ``[x, k]``,
+        without forming the 2C-channel concatenation.
+        """
+        first, *rest = self.embed
+        w_query, w_key = self.split_query_key(first.weight)
+        out = F.conv2d(x, w_query, groups=self.cardinality)
+        out = out.add_(F.conv2d(k, w_key, groups=self.cardinality))
+        for layer in rest:
+            out = layer(out)
+        return out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(N, C, H, W) -> (N, C, H / stride, W / stride)."""
         x = self.pool(x)
         n, c, h, w = x.shape
         k = self.key_embed(x)
-        weight = self.embed(self.query_key(x, k))
+        weight = self.aggregation_weights(x, k)
         # one aggregation per cardinality group, each with its own weights
         weight = weight.view(n * self.cardinality, 1, -1,
                              self.kernel_size**2, h, w)
@@ -154,8 +178,9 @@ class CoTLayer(BaseModule):
         # mean(v + k) as mean(v) + mean(k): no full-size sum is formed
         context = v.mean((2, 3), keepdim=True) + k.mean((2, 3), keepdim=True)
         attn = F.softmax(self.se(context).view(n, c, self.radix), dim=2)
-        return torch.addcmul(v * attn[..., 0, None, None], k,
-                             attn[..., 1, None, None])
+        # v * attn0 + k * attn1 in one pass: the radix-2 softmax gives
+        # attn1 = 1 - attn0, so it is the lerp from k to v by attn0
+        return torch.lerp(k, v, attn[..., 0, None, None])
 
 
 @MODELS.register_module('CoXt')
@@ -163,9 +188,9 @@ class CoXtLayer(CoTLayer):
     """CoT layer with cardinality: the CoTNeXt variant.
 
     Differs from :class:`CoTLayer` by a key conv with 8 groups, and embed and
-    value convs with ``cardinality`` (2) groups whose input interleaves query
-    and key channels (``x0, k0, x1, k1, ...``), so each group aggregates its
-    half of the channels with its half of the weights.
+    value convs with ``cardinality`` (2) groups; the embed conv's input
+    interleaves query and key channels (``x0, k0, x1, k1, ...``), so each
+    group aggregates its half of the channels with its half of the weights.
 
     Args:
         key_groups (int): Default: 8.
@@ -188,6 +213,7 @@ class CoXtLayer(CoTLayer):
             cardinality=cardinality,
             **kwargs)
 
-    def query_key(self, x: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-        """Interleaved query and key channels, (N, 2C, H, W)."""
-        return torch.stack([x, k], dim=2).flatten(1, 2)
+    def split_query_key(self, weight: torch.Tensor) -> tuple:
+        """The query and key parts of the first embed conv's weight, whose
+        input interleaves them (``x0, k0, x1, k1, ...``)."""
+        return weight[:, 0::2], weight[:, 1::2]

@@ -1,0 +1,101 @@
+"""tools/analysis/benchmark.py, the timing helper behind its ratios, and
+the op shapes benchmark_op.py times."""
+import json
+import os.path as osp
+import sys
+
+import pytest
+
+from mmcot.analysis import interleaved_median_ms, median_ms, timing
+
+from ..conftest import REPO, run_tool
+
+sys.path.insert(0, osp.join(REPO, 'tools', 'analysis'))
+import benchmark_op  # noqa: E402
+
+
+class FakeClock:
+    """perf_counter for the helpers: each call to a timed function advances
+    it by that function's next duration, in seconds."""
+
+    def __init__(self):
+        self.now = 0.
+        self.calls = []
+
+    def function(self, name, durations_ms):
+        durations = iter(durations_ms)
+
+        def fn():
+            self.calls.append(name)
+            self.now += next(durations) / 1e3
+
+        return fn
+
+    def perf_counter(self):
+        return self.now
+
+
+def test_interleaved_median_takes_turns(monkeypatch):
+    clock = FakeClock()
+    monkeypatch.setattr(timing.time, 'perf_counter', clock.perf_counter)
+    fns = {
+        # one warm-up call, then three timed ones
+        'a': clock.function('a', [100, 1, 5, 3]),
+        'b': clock.function('b', [100, 20, 10, 40]),
+    }
+    medians = interleaved_median_ms(fns, 'cpu', warmup=1, repeats=3)
+    assert clock.calls == ['a', 'b'] * 4
+    assert medians == pytest.approx({'a': 3., 'b': 20.})
+    befores = []
+    single = clock.function('c', [7, 9, 8])
+    assert median_ms(single, 'cpu', 0, 3,
+                     before=lambda: befores.append(1)) == pytest.approx(8.)
+    assert len(befores) == 3
+
+
+def test_benchmark_ratios_are_to_resnet50_of_the_same_run(tmp_path):
+    out = tmp_path / 'bench.json'
+    run_tool('tools/analysis/benchmark.py', '--models', 'CoTNet-50',
+             '--batch', '1', '--train-batch', '2', '--shape', '32',
+             '--det-shape', '64', '96', '--repeats', '1', '--warmup', '0',
+             '--json', str(out))
+    run = json.loads(out.read_text())
+    assert run['setup']['interleaved'] and run['setup']['det_shape'] == [
+        64, 96]
+    rows = {r['model']: r for r in run['rows']}
+    assert list(rows) == ['ResNet-50', 'CoTNet-50']  # the reference first
+    ref, cot = rows['ResNet-50'], rows['CoTNet-50']
+    assert cot['params_M'] == pytest.approx(22.222416)
+    assert ref['params_M'] == pytest.approx(25.557032)
+    for key in ('vs_ResNet-50', 'train_vs_ResNet-50', 'det_vs_ResNet-50'):
+        assert ref[key] == 1.0
+    assert cot['vs_ResNet-50'] == pytest.approx(
+        cot['infer_img_per_s'] / ref['infer_img_per_s'])
+    assert cot['train_vs_ResNet-50'] == pytest.approx(
+        ref['train_step_ms'] / cot['train_step_ms'])
+    assert cot['det_vs_ResNet-50'] == pytest.approx(
+        ref['det_backbone_ms'] / cot['det_backbone_ms'])
+    assert cot['train_peak_MiB'] > 0
+
+
+@pytest.mark.parametrize('args,message', [
+    (['--det-shape', '-1', '8'], '--det-shape takes two sizes'),
+    (['--repeats', '0'], '--repeats must be at least 1'),
+    (['--dtypes', 'fp16'], 'measured on GPUs only'),
+])
+def test_benchmark_bad_arguments(args, message):
+    result = run_tool('tools/analysis/benchmark.py', *args, check=False)
+    assert result.returncode != 0
+    assert message in result.stderr
+    assert 'Traceback' not in result.stderr
+
+
+@pytest.mark.parametrize('model,shapes', [
+    ('CoTNet-50', [(1, 64, 56), (1, 128, 28), (1, 256, 14), (1, 512, 7)]),
+    # cardinality 2: each image makes two calls of half the channels
+    ('CoTNeXt-50', [(2, 48, 56), (2, 96, 28), (2, 192, 14), (2, 384, 7)]),
+    # CoT in res4 (every other block) and res5 only
+    ('SE-CoTNetD-50', [(1, 256, 14), (1, 512, 7)]),
+])
+def test_op_benchmark_shapes_are_the_models(model, shapes):
+    assert benchmark_op.op_shapes(model) == shapes
