@@ -158,3 +158,16 @@ def test_box_pool_is_average_pool(stride, size):
     corner[..., 0, 0] = 9
     assert pool(corner)[0, :, 0, 0].tolist() == [1.] * 5
     assert len(pool.state_dict()) == 0
+
+
+def test_box_pool_keeps_precision_under_autocast():
+    """Under CPU autocast a conv would run in bfloat16 and round 1/9: the
+    pool stays the float32 average pool there."""
+    torch.manual_seed(0)
+    x = torch.randn(2, 4, 9, 9)
+    pool = BoxPool2d(4, 2)
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        out = pool(x)
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, F.avg_pool2d(x, 3, 2, padding=1),
+                               rtol=0, atol=0)

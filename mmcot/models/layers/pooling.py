@@ -67,11 +67,12 @@ class BoxPool2d(FixedFilterPool2d):
     """``nn.AvgPool2d(3, stride, padding=1)``: the mean of each 3x3 window,
     zero padding counted.
 
-    On the CPU it runs as a depthwise conv with the kernel 1/9, which
-    PyTorch computes 3-5x faster than its average pool at CoTNet's shapes;
-    elsewhere as the average pool, exact in any dtype (under autocast a conv
-    would round 1/9 to half precision). A jit trace (FLOP counting) sees the
-    average pool, which counts no FLOPs, as upstream counts pools.
+    On the CPU in float32/64 it runs as a depthwise conv with the kernel
+    1/9, which PyTorch computes 3-5x faster than its average pool at
+    CoTNet's shapes. Otherwise (a GPU, half precision, autocast, which would
+    round 1/9 in a conv) it runs as the average pool, exact in any dtype. A
+    jit trace (FLOP counting) sees the average pool, which counts no FLOPs,
+    as upstream counts pools.
 
     Args:
         channels (int): Channels C of the input.
@@ -83,6 +84,14 @@ class BoxPool2d(FixedFilterPool2d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(N, C, H, W) -> (N, C, ceil(H / stride), ceil(W / stride))."""
-        if x.device.type == 'cpu' and not torch.jit.is_tracing():
+        if self.conv_is_exact(x) and not torch.jit.is_tracing():
             return super().forward(x)
         return F.avg_pool2d(x, 3, self.stride, padding=1)
+
+    @staticmethod
+    def conv_is_exact(x: torch.Tensor) -> bool:
+        """Whether the conv path computes in ``x``'s precision (float32/64
+        on the CPU, no autocast), the only case it is taken."""
+        return (x.device.type == 'cpu'
+                and x.dtype in (torch.float32, torch.float64)
+                and not torch.is_autocast_enabled('cpu'))
