@@ -65,7 +65,17 @@ def compile_flags() -> dict:
         # then replace these kernels
         flags['cxx'].append('-fno-gnu-unique')
         flags['nvcc'].append('-Xcompiler=-fno-gnu-unique')
+    flags['cxx'] += openmp_flags()
     return flags
+
+
+def openmp_flags() -> list:
+    """Compiler and linker flags of OpenMP, without which ATen's inline
+    ``at::parallel_for`` runs its whole range on one thread in an extension
+    (the kernels' tasks would never run in parallel). On Linux the module
+    then needs ``libgomp.so.1``, which torch has loaded (its own copy), so
+    the kernels share torch's thread pool and ``torch.set_num_threads``."""
+    return ['-fopenmp'] if sys.platform.startswith('linux') else []
 
 
 def get_extensions():
@@ -96,14 +106,16 @@ def get_extensions():
                 include_dirs=include_dirs,
                 library_dirs=library_dirs,
                 define_macros=define_macros,
-                extra_compile_args=flags)
+                extra_compile_args=flags,
+                extra_link_args=openmp_flags())
         ]
     return [
         CppExtension(
             name='mmcot._ext',
             sources=sources,
             define_macros=define_macros,
-            extra_compile_args={'cxx': flags['cxx']})
+            extra_compile_args={'cxx': flags['cxx']},
+            extra_link_args=openmp_flags())
     ]
 
 

@@ -30,3 +30,12 @@ def ext_with_cuda() -> bool:
     """Whether the compiled extension includes the CUDA kernels."""
     ext = load_ext()
     return ext is not None and bool(ext.with_cuda)
+
+
+def ext_cpu_kernels() -> Optional[str]:
+    """The instruction set of the CPU kernels the extension runs in this
+    process (``'avx2'`` or ``'default'``, chosen as torch chooses its own
+    from the CPU and ``ATEN_CPU_CAPABILITY``); None without the
+    extension."""
+    ext = load_ext()
+    return None if ext is None else ext.cpu_kernels()

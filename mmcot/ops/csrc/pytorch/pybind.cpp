@@ -2,13 +2,15 @@
 // (torch.ops.mmcot.*): CPU and CUDA kernels through the device-agnostic
 // entry, shape-only Meta kernels (what FakeTensor, torch.compile and
 // torch.export trace with), and autograd through the fused backward
-// operator, itself differentiable (double backward, gradgradcheck). Importing the module registers them; the Python module itself
-// only says whether the CUDA kernels are built.
+// operator, itself differentiable (double backward, gradgradcheck).
+// Importing the module registers them; the Python module itself only says
+// whether the CUDA kernels are built and which CPU kernels run.
 #include <torch/extension.h>
 
 #include <tuple>
 #include <vector>
 
+#include "cpu/local_aggregation_cpu.h"
 #include "local_aggregation.h"
 
 namespace mmcot {
@@ -239,4 +241,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
 #else
   m.attr("with_cuda") = false;
 #endif
+  m.def("cpu_kernels", &mmcot::cpu::cpu_kernel_isa,
+        "The instruction set of the CPU kernels this process runs: avx2 or "
+        "default (from ATen's CPU capability, ATEN_CPU_CAPABILITY).");
 }

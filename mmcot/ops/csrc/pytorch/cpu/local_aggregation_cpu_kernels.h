@@ -1,0 +1,270 @@
+// The CPU kernels of the local aggregation op, compiled once per
+// instruction set: each local_aggregation_cpu_<isa>.cpp defines
+// MMCOT_CPU_ISA (the namespace of local_aggregation_cpu.h it defines) and
+// includes this file after the headers below, under its own target
+// options; local_aggregation_cpu.cpp picks one set at run time. Everything
+// here but forward and backward has internal linkage and all of it lives in
+// namespace MMCOT_CPU_ISA, so the copies never mix (a test checks that only
+// the avx2 functions of the built module use AVX registers).
+//
+// Tasks: one per (sample n, block of consecutive weight groups), owning
+// every channel c with c % G in the block across all heads, so each task
+// writes disjoint slices of the output, grad_input and grad_weight: no
+// atomics, and the reductions run in a fixed order (deterministic, and the
+// same for any number of threads).
+//
+// The window geometry is planned once per call as segments: runs of output
+// positions whose tap reads input positions at a fixed stride. With stride 1
+// and an output as large as the input (CoTNet's windows), a tap shifts the
+// flattened plane by a constant, so one segment covers the whole plane and a
+// column mask drops the positions whose shifted column leaves the image:
+// long, vectorisable loops even for 7 x 7 maps. Otherwise a segment is the
+// valid part of one output row.
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <vector>
+
+#include "local_aggregation_cpu.h"
+
+#ifndef MMCOT_CPU_ISA
+#error "define MMCOT_CPU_ISA before including local_aggregation_cpu_kernels.h"
+#endif
+
+namespace mmcot {
+namespace cpu {
+namespace MMCOT_CPU_ISA {
+namespace {
+
+struct Segment {
+  int64_t tap;         // window tap k = i * K_w + j
+  int64_t out_begin;   // first output position (flattened plane)
+  int64_t in_begin;    // input position it reads (flattened plane)
+  int64_t length;      // number of output positions
+  int64_t in_stride;   // input step per output step
+  const uint8_t* valid;  // per-position mask from out_begin, or null
+};
+
+class WindowPlan {
+ public:
+  explicit WindowPlan(const LocalAggregationShape& s) {
+    const bool flat =
+        s.stride_h == 1 && s.stride_w == 1 && s.out_width == s.width;
+    if (flat) {
+      plan_flat(s);
+    } else {
+      plan_rows(s);
+    }
+  }
+  const std::vector<Segment>& segments() const { return segments_; }
+
+ private:
+  void plan_flat(const LocalAggregationShape& s) {
+    masks_.assign(s.kernel_w * s.out_plane(), 0);
+    for (int64_t i = 0; i < s.kernel_h; ++i) {
+      const int64_t dy = i * s.dilation_h - s.pad_h;
+      const int64_t y0 = first_inside(dy, 1);
+      const int64_t y1 = end_inside(dy, 1, s.height, s.out_height);
+      for (int64_t j = 0; j < s.kernel_w; ++j) {
+        const int64_t dx = j * s.dilation_w - s.pad_w;
+        const int64_t x0 = first_inside(dx, 1);
+        const int64_t x1 = end_inside(dx, 1, s.width, s.out_width);
+        if (y1 <= y0 || x1 <= x0) continue;
+        const int64_t begin = y0 * s.out_width + x0;
+        const int64_t end = (y1 - 1) * s.out_width + x1;
+        const uint8_t* valid = nullptr;
+        if (x0 > 0 || x1 < s.out_width) {  // the shift wraps across rows
+          uint8_t* mask = masks_.data() + j * s.out_plane();
+          for (int64_t p = 0; p < s.out_plane(); ++p) {
+            const int64_t x = p % s.out_width;
+            mask[p] = x >= x0 && x < x1;
+          }
+          valid = mask + begin;
+        }
+        segments_.push_back({i * s.kernel_w + j, begin,
+                             begin + dy * s.width + dx, end - begin, 1,
+                             valid});
+      }
+    }
+  }
+
+  void plan_rows(const LocalAggregationShape& s) {
+    for (int64_t y = 0; y < s.out_height; ++y) {
+      for (int64_t i = 0; i < s.kernel_h; ++i) {
+        const int64_t y_in = y * s.stride_h - s.pad_h + i * s.dilation_h;
+        if (y_in < 0 || y_in >= s.height) continue;
+        for (int64_t j = 0; j < s.kernel_w; ++j) {
+          const int64_t dx = j * s.dilation_w - s.pad_w;
+          const int64_t x0 = first_inside(dx, s.stride_w);
+          const int64_t x1 = end_inside(dx, s.stride_w, s.width, s.out_width);
+          if (x1 <= x0) continue;
+          segments_.push_back({i * s.kernel_w + j, y * s.out_width + x0,
+                               y_in * s.width + x0 * s.stride_w + dx, x1 - x0,
+                               s.stride_w, nullptr});
+        }
+      }
+    }
+  }
+
+  std::vector<Segment> segments_;
+  std::vector<uint8_t> masks_;
+};
+
+// Over a segment: acc[k] += a[k] * b[k * stride] (gather, the forward
+// and the weight gradient: acc and a at the segment's output positions, b
+// at its input positions), or acc[k * stride] += a[k] * b[k] (scatter, the
+// input gradient: acc at its input positions).
+template <bool kScatter, typename T>
+inline void multiply_add(T* __restrict__ acc, const T* __restrict__ a,
+                         const T* __restrict__ b, const Segment& seg) {
+  const int64_t n = seg.length;
+  if (seg.valid != nullptr) {  // stride 1, masked
+    const uint8_t* __restrict__ valid = seg.valid;
+    for (int64_t k = 0; k < n; ++k) {
+      const T product = a[k] * b[k];  // computed always: a vectorisable select
+      acc[k] += valid[k] ? product : T(0);
+    }
+  } else if (seg.in_stride == 1) {
+    for (int64_t k = 0; k < n; ++k) acc[k] += a[k] * b[k];
+  } else if (kScatter) {
+    for (int64_t k = 0; k < n; ++k) acc[k * seg.in_stride] += a[k] * b[k];
+  } else {
+    for (int64_t k = 0; k < n; ++k) acc[k] += a[k] * b[k * seg.in_stride];
+  }
+}
+
+// The consecutive weight groups [begin, end) of sample n. A task visits
+// their channels in memory order: c = j * G + g for j = 0 .. C/G - 1, then g.
+struct GroupBlock {
+  int64_t n, begin, end;
+};
+
+// output[n, head*C + c] for every channel c of the block's groups.
+template <typename T>
+void forward_task(const LocalAggregationShape& s, const WindowPlan& plan,
+                  const T* input, const T* weight, T* output,
+                  const GroupBlock& block) {
+  for (int64_t head = 0; head < s.heads; ++head) {
+    for (int64_t c0 = 0; c0 < s.channels; c0 += s.groups) {
+      for (int64_t g = block.begin; g < block.end; ++g) {
+        const T* w = weight + s.weight_offset(block.n, head, g, 0);
+        T* out = output + s.output_offset(block.n, head, c0 + g);
+        const T* v = input + s.input_offset(block.n, c0 + g);
+        std::fill(out, out + s.out_plane(), T(0));
+        for (const Segment& seg : plan.segments()) {
+          multiply_add<false>(out + seg.out_begin,
+                              w + seg.tap * s.out_plane() + seg.out_begin,
+                              v + seg.in_begin, seg);
+        }
+      }
+    }
+  }
+}
+
+// Both gradients in one pass over grad_output, channel by channel:
+//   grad_weight[n, head, g, tap] = sum_{c % G == g} grad_output[n, head*C + c]
+//                                  * window_tap(input[n, c]),
+// summed over c in increasing order (deterministic), and
+//   grad_input[n, c] = sum_{head, tap} scatter of weight * grad_output,
+// the transpose of the forward gather. Every element either sum writes
+// belongs to this task's groups only. Either pointer may be null.
+template <typename T>
+void backward_task(const LocalAggregationShape& s, const WindowPlan& plan,
+                   const T* grad_output, const T* input, const T* weight,
+                   T* grad_input, T* grad_weight, const GroupBlock& block) {
+  const int64_t weight_plane = s.taps() * s.out_plane();
+  if (grad_weight != nullptr) {
+    for (int64_t head = 0; head < s.heads; ++head) {
+      T* gw = grad_weight + s.weight_offset(block.n, head, block.begin, 0);
+      std::fill(gw, gw + (block.end - block.begin) * weight_plane, T(0));
+    }
+  }
+  for (int64_t c0 = 0; c0 < s.channels; c0 += s.groups) {
+    for (int64_t g = block.begin; g < block.end; ++g) {
+      const int64_t c = c0 + g;
+      const T* v = input + s.input_offset(block.n, c);
+      T* gv = grad_input == nullptr
+                  ? nullptr
+                  : grad_input + s.input_offset(block.n, c);
+      if (gv != nullptr) std::fill(gv, gv + s.in_plane(), T(0));
+      for (int64_t head = 0; head < s.heads; ++head) {
+        const int64_t w_offset = s.weight_offset(block.n, head, g, 0);
+        const T* gout = grad_output + s.output_offset(block.n, head, c);
+        for (const Segment& seg : plan.segments()) {
+          const int64_t at = w_offset + seg.tap * s.out_plane() + seg.out_begin;
+          if (grad_weight != nullptr) {
+            multiply_add<false>(grad_weight + at, gout + seg.out_begin,
+                                v + seg.in_begin, seg);
+          }
+          if (gv != nullptr) {
+            multiply_add<true>(gv + seg.in_begin, weight + at,
+                               gout + seg.out_begin, seg);
+          }
+        }
+      }
+    }
+  }
+}
+
+// Weight planes of the groups one task handles stay within this budget
+// (a share of L2), so that small planes are visited in memory order while
+// the weights they reuse stay cached; a 56 x 56 plane is one group a task.
+constexpr int64_t kGroupBlockBytes = 64 * 1024;
+
+// Runs task(block) for every (sample, block of consecutive groups), in
+// parallel. Blocks are as large as kGroupBlockBytes allows and of equal
+// size, with at least as many blocks as threads; no two share an output.
+template <typename T, typename Task>
+void for_each_group_block(const LocalAggregationShape& s, const Task& task) {
+  const int64_t group_bytes =
+      s.heads * s.taps() * s.out_plane() * static_cast<int64_t>(sizeof(T));
+  int64_t blocks = (s.groups * group_bytes + kGroupBlockBytes - 1) /
+                   kGroupBlockBytes;
+  const int64_t threads = at::get_num_threads();
+  blocks = std::max(blocks, (threads + s.batch - 1) / s.batch);
+  blocks = std::min(std::max<int64_t>(blocks, 1), s.groups);
+  const int64_t size = (s.groups + blocks - 1) / blocks;
+  blocks = (s.groups + size - 1) / size;
+  at::parallel_for(0, s.batch * blocks, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t t = begin; t < end; ++t) {
+      const int64_t first = (t % blocks) * size;
+      task(GroupBlock{t / blocks, first, std::min(first + size, s.groups)});
+    }
+  });
+}
+
+}  // namespace
+
+template <typename T>
+void forward(const LocalAggregationShape& s, const T* input, const T* weight,
+             T* output) {
+  const WindowPlan plan(s);
+  for_each_group_block<T>(s, [&](const GroupBlock& block) {
+    forward_task(s, plan, input, weight, output, block);
+  });
+}
+
+template <typename T>
+void backward(const LocalAggregationShape& s, const T* grad_output,
+              const T* input, const T* weight, T* grad_input,
+              T* grad_weight) {
+  const WindowPlan plan(s);
+  for_each_group_block<T>(s, [&](const GroupBlock& block) {
+    backward_task(s, plan, grad_output, input, weight, grad_input,
+                  grad_weight, block);
+  });
+}
+
+template void forward(const LocalAggregationShape&, const float*,
+                      const float*, float*);
+template void forward(const LocalAggregationShape&, const double*,
+                      const double*, double*);
+template void backward(const LocalAggregationShape&, const float*,
+                       const float*, const float*, float*, float*);
+template void backward(const LocalAggregationShape&, const double*,
+                       const double*, const double*, double*, double*);
+
+}  // namespace MMCOT_CPU_ISA
+}  // namespace cpu
+}  // namespace mmcot
