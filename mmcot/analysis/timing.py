@@ -83,11 +83,16 @@ def cache_flusher(device: str, mib: int = 256) -> Callable[[], None]:
     return lambda: buffer.zero_()
 
 
-def copy_bandwidth_gbps(device: str, mib: int = 1024) -> float:
-    """Device copy bandwidth in GB/s: bytes read + written by a clone of
-    ``mib`` MiB, median of 10."""
-    src = torch.empty(mib * 2**20 // 4, device=device)
-    ms = median_ms(src.clone, device, 3, 10)
+def copy_bandwidth_gbps(device: str, mib: int = 256) -> float:
+    """Device copy bandwidth in GB/s: bytes read + written by copying
+    ``mib`` MiB (default: 5x an H100's L2, 8x this CPU's L3) into a buffer
+    allocated and written once before, median of 10. A fresh destination
+    per copy (``clone``) would also time the CPU's first-touch page
+    faults, which the op's outputs (reused by the allocator) do not pay:
+    it measured 8 GB/s where this gives 41-74 on a 2-core CPU."""
+    src = torch.ones(mib * 2**20 // 4, device=device)
+    dst = torch.zeros_like(src)
+    ms = median_ms(lambda: dst.copy_(src), device, 3, 10)
     return 2 * src.numel() * 4 / ms / 1e6
 
 
@@ -129,6 +134,16 @@ def run_isolated(fn: Callable, *args) -> Any:
     return value
 
 
+def isolated_on_cpu(device: str, fn: Callable, *args) -> Any:
+    """``fn(*args)``: on a CPU in a forked child (:func:`run_isolated`: a
+    fresh peak RSS, and no torch threads started here, after which a fork
+    would hang), on a GPU directly (a CUDA context does not survive a
+    fork)."""
+    if device.startswith('cuda'):
+        return fn(*args)
+    return run_isolated(fn, *args)
+
+
 def markdown_table(rows: Sequence[Dict[str, Any]],
                    columns: List[str] = None) -> str:
     """Rows of dicts as a markdown table (floats with two decimals)."""
@@ -146,6 +161,10 @@ def markdown_table(rows: Sequence[Dict[str, Any]],
 
 
 def device_name(device: str) -> str:
+    """The GPU's name, or the CPU's threads and the op's kernel set."""
     if device.startswith('cuda'):
         return torch.cuda.get_device_name(device)
-    return f'CPU ({torch.get_num_threads()} threads)'
+    from mmcot.ops import ext_cpu_kernels
+    kernels = ext_cpu_kernels()
+    kernels = f', {kernels} kernels' if kernels else ''
+    return f'CPU ({torch.get_num_threads()} threads{kernels})'

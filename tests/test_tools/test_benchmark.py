@@ -53,6 +53,25 @@ def test_interleaved_median_takes_turns(monkeypatch):
     assert len(befores) == 3
 
 
+def test_copy_bandwidth_times_a_copy_into_one_buffer(monkeypatch):
+    """The timed call copies into a destination allocated once: a fresh
+    one per call would time the allocator's page faults too."""
+    destinations = []
+
+    def fake_median_ms(fn, device, warmup, repeats, before=None):
+        for _ in range(3):
+            out = fn()
+            destinations.append(out.data_ptr())
+            assert bool((out == 1).all())
+        return 0.5
+
+    monkeypatch.setattr(timing, 'median_ms', fake_median_ms)
+    gbps = timing.copy_bandwidth_gbps('cpu', mib=2)
+    assert len(set(destinations)) == 1
+    # 2 MiB read and 2 MiB written in 0.5 ms
+    assert gbps == pytest.approx(2 * 2 * 2**20 / 0.5e-3 / 1e9)
+
+
 def test_benchmark_ratios_are_to_resnet50_of_the_same_run(tmp_path):
     out = tmp_path / 'bench.json'
     run_tool('tools/analysis/benchmark.py', '--models', 'CoTNet-50',

@@ -25,8 +25,8 @@ import torch
 import torch.nn.functional as F
 
 import mmcot  # noqa: F401  (registers the CoT backbones)
-from mmcot.analysis import (device_name, interleaved_median_ms, markdown_table,
-                            peak_memory_mib, run_isolated)
+from mmcot.analysis import (device_name, interleaved_median_ms,
+                            isolated_on_cpu, markdown_table, peak_memory_mib)
 from mmcot.analysis.classifiers import BACKBONES, build_classifier
 from mmcot.fileio import atomic_write
 
@@ -75,6 +75,8 @@ def parse_args():
         parser.error('--warmup must be at least 0')
     if any(size < 0 for size in args.det_shape):
         parser.error('--det-shape takes two sizes >= 0 (0 0: skip)')
+    if not all(args.det_shape):
+        args.det_shape = None  # no backbone timing at detection size
     if REFERENCE not in args.models:
         args.models = [REFERENCE] + args.models  # the reference
     return args
@@ -99,7 +101,7 @@ class ModelRunner:
             0, 1000, (args.train_batch, ), device=device)
         self.det_image = (
             torch.randn(1, 3, *args.det_shape, device=device)
-            if all(args.det_shape) else None)
+            if args.det_shape else None)
 
     def autocast(self):
         return torch.autocast(
@@ -142,7 +144,7 @@ def measure_speed(args, dtype_name: str) -> dict:
     runners = {name: ModelRunner(name, args, dtype_name)
                for name in args.models}
     calls = dict(infer=lambda r: r.infer, train=lambda r: r.train_step)
-    if all(args.det_shape):
+    if args.det_shape:
         calls['det'] = lambda r: r.infer_backbone
     times = {name: {} for name in runners}
     for call, method in calls.items():
@@ -159,11 +161,8 @@ def measure(args, dtype_name: str) -> list:
     """The table rows of one precision."""
     memory = {}
     for name in args.models:  # forks before this process runs any threads
-        if args.device.startswith('cuda'):
-            memory[name] = measure_memory(name, args, dtype_name)
-        else:
-            memory[name] = run_isolated(measure_memory, name, args,
-                                        dtype_name)
+        memory[name] = isolated_on_cpu(args.device, measure_memory, name,
+                                       args, dtype_name)
     times = measure_speed(args, dtype_name)
     reference = times[REFERENCE]
     rows = []
@@ -201,7 +200,7 @@ def main():
         batch=args.batch,
         train_batch=args.train_batch,
         shape=args.shape,
-        det_shape=args.det_shape if all(args.det_shape) else None,
+        det_shape=args.det_shape,
         repeats=args.repeats,
         warmup=args.warmup,
         interleaved=True)

@@ -23,8 +23,9 @@ tools/analysis/build_previous_kernels.py, interleaved with the current
 ones; ``vs_previous`` is their time over the current kernels'.
 ``--variant-ext`` times variants of the current kernels built by
 tools/analysis/build_kernel_variants.py the same way. ``overhead_ms``
-is the time of the same call on a one-pixel input (dispatch, autograd and
-kernel launches, which a GPU's small stages are made of);
+is the time of the same call on a one-pixel input, caches flushed before
+it too (dispatch, autograd and kernel launches with their code and state
+evicted, which small stages are largely made of);
 ``net_floor_ratio`` is (time - overhead) over the floor. On a GPU,
 ``kernel_ms`` is the device time of the op's kernels alone per call (the
 profiler's CUDA trace, same flushed calls), and ``kernel_floor_ratio`` /
@@ -39,8 +40,8 @@ from typing import Callable
 import torch
 
 from mmcot.analysis import (cache_flusher, copy_bandwidth_gbps, device_name,
-                            markdown_table, median_ms, peak_memory_mib,
-                            profiled_ms, run_isolated)
+                            isolated_on_cpu, markdown_table, median_ms,
+                            peak_memory_mib, profiled_ms)
 from mmcot.analysis.classifiers import COT_NAMES, build_classifier
 from mmcot.fileio import atomic_write
 from mmcot.ops import ext_available, local_aggregation_reference
@@ -217,9 +218,10 @@ def run_case(impl, shape, dtype, args):
     """At op shape ``shape`` (N, C, H): median forward and backward time
     (ms), on a GPU the time of the op's kernels alone (an implementation of
     our kernels, not the reference), the time of a call on a one-pixel
-    input (what a call costs besides moving the data: dispatch, autograd,
-    launches) and peak memory (MiB) of the forward and of forward +
-    backward, for one implementation."""
+    input, timed as the others after a flush (what a call costs besides
+    moving the data: dispatch, autograd, launches, with their code and
+    state evicted as the data are) and peak memory (MiB) of the forward
+    and of forward + backward, for one implementation."""
     x, w = make_inputs(*shape, dtype, args.device)
     fn = IMPLS[impl]
 
@@ -232,6 +234,7 @@ def run_case(impl, shape, dtype, args):
     cuda = args.device.startswith('cuda')
     if cuda:
         forward_backward()  # CUDA context and kernels are not the op's
+    flush = cache_flusher(args.device)
     result = dict(
         forward_MiB=peak_memory_mib(forward, args.device),
         forward_backward_MiB=peak_memory_mib(forward_backward, args.device),
@@ -239,18 +242,16 @@ def run_case(impl, shape, dtype, args):
                         x,
                         w,
                         args,
-                        before=cache_flusher(args.device),
+                        before=flush,
                         kernels=cuda and impl != 'reference'))
     tiny = make_inputs(1, 8, 1, dtype, args.device)
-    for direction, ms in directions_ms(fn, *tiny, args).items():
+    for direction, ms in directions_ms(fn, *tiny, args, before=flush).items():
         result[direction.replace('_ms', '_overhead_ms')] = ms
     return result
 
 
 def measure(impl, shape, dtype, args):
-    if args.device.startswith('cuda'):
-        return run_case(impl, shape, dtype, args)
-    return run_isolated(run_case, impl, shape, dtype, args)
+    return isolated_on_cpu(args.device, run_case, impl, shape, dtype, args)
 
 
 def stage_results(shape, dtype, bandwidth, args) -> dict:
@@ -356,12 +357,8 @@ def main():
     args = parse_args()
     if not ext_available():
         raise SystemExit('error: mmcot._ext is not built: nothing to compare')
-    if args.device.startswith('cuda'):
-        bandwidth = copy_bandwidth_gbps(args.device)
-        shapes = op_shapes(args.model)
-    else:  # torch's CPU threads must not start before the forks
-        bandwidth = run_isolated(copy_bandwidth_gbps, args.device, 256)
-        shapes = run_isolated(op_shapes, args.model)
+    bandwidth = isolated_on_cpu(args.device, copy_bandwidth_gbps, args.device)
+    shapes = isolated_on_cpu(args.device, op_shapes, args.model)
     rows = [
         stage_results(shape, dtype, bandwidth, args)
         for dtype in args.dtypes for shape in shapes

@@ -1,5 +1,5 @@
-"""Build variants of the CUDA kernels as modules of their own, for
-benchmark_op.py to time beside the shipped kernels in one run.
+"""Build variants of the local aggregation kernels as modules of their own,
+for benchmark_op.py to time beside the shipped kernels in one run.
 
     python tools/analysis/build_kernel_variants.py [NAME ...]
         [--commit REV] [--out build/kernel_variants] [--cuda-arch 9.0]
@@ -9,15 +9,17 @@ of ``VARIANTS[NAME]`` (the knobs of
 ``common/cuda/local_aggregation_cuda_kernel.cuh``: threads per block,
 minimum blocks per SM), default every variant; ``--commit REV`` adds the
 kernels of that commit as they are, named ``at_<REV>``. Each is built with
-its C++ entry points and ``kernel_variant_module.cpp`` in place of the
-torch.library operators (one namespace can be registered once per
-process), as module
-``mmcot_kernels_<NAME>`` in ``--out``, with the Python running this script
-(build it with the Python and torch of the machine that will run the
-benchmark; ``--cuda-arch`` where that machine's GPU is not visible), then
-``benchmark_op.py --variant-ext OUT/*.so``.
+its C++ entry points, its CPU kernels and ``kernel_variant_module.cpp`` in
+place of the torch.library operators (one namespace can be registered once
+per process), as module ``mmcot_kernels_<NAME>`` in ``--out``, with the
+Python running this script (build it with the Python and torch of the
+machine that will run the benchmark; ``--cuda-arch`` where that machine's
+GPU is not visible), then ``benchmark_op.py --variant-ext OUT/*.so``.
+Without nvcc, or with ``FORCE_CUDA=0`` (as for setup.py), only
+``--commit`` builds, with the CPU kernels alone: an A/B of CPU kernels.
 """
 import argparse
+import glob
 import os
 import os.path as osp
 import shutil
@@ -60,16 +62,20 @@ def parse_args():
     return args
 
 
-def build(name: str, csrc: str, macros: dict, out: str) -> str:
-    """Module ``mmcot_kernels_<name>`` of the CUDA kernels in ``csrc`` with
-    ``macros``; the path of the built file."""
+def build(name: str, csrc: str, macros: dict, out: str,
+          with_cuda: bool) -> str:
+    """Module ``mmcot_kernels_<name>`` of the kernels in ``csrc`` (the
+    CUDA kernels with ``macros`` when ``with_cuda``); the path of the
+    built file."""
     module = f'mmcot_kernels_{name}'
     folder = osp.join(out, name)
     os.makedirs(folder, exist_ok=True)
-    build_module(module, [
-        osp.join(csrc, 'pytorch', 'local_aggregation.cpp'),
-        osp.join(csrc, 'pytorch', 'cuda', 'local_aggregation_cuda.cu'), SHIM
-    ], folder, True, macros)
+    sources = [osp.join(csrc, 'pytorch', 'local_aggregation.cpp')]
+    sources += sorted(glob.glob(osp.join(csrc, 'pytorch', 'cpu', '*.cpp')))
+    if with_cuda:
+        sources.append(
+            osp.join(csrc, 'pytorch', 'cuda', 'local_aggregation_cuda.cu'))
+    build_module(module, sources + [SHIM], folder, with_cuda, macros)
     built = osp.join(out, f'{module}.so')
     shutil.copyfile(osp.join(folder, f'{module}.so'), built)
     shutil.rmtree(folder)
@@ -81,14 +87,16 @@ def main():
     if args.cuda_arch:
         os.environ['TORCH_CUDA_ARCH_LIST'] = args.cuda_arch
     from torch.utils.cpp_extension import CUDA_HOME
-    if CUDA_HOME is None:
-        raise SystemExit('error: no CUDA toolkit (nvcc) found: the variants '
-                         'are CUDA kernels')
+    with_cuda = CUDA_HOME is not None and os.getenv('FORCE_CUDA') != '0'
+    if not with_cuda and (args.names or not args.commit):
+        raise SystemExit('error: the variants are CUDA kernels and there is '
+                         'no CUDA toolkit (nvcc) or FORCE_CUDA=0; without '
+                         'CUDA only --commit REV builds (CPU kernels)')
     os.makedirs(args.out, exist_ok=True)
     csrc = osp.join(ROOT, 'mmcot', 'ops', 'csrc')
-    for name in args.names or VARIANTS:
-        print(f'{build(name, csrc, VARIANTS[name], args.out)}: {name}, '
-              f'{VARIANTS[name]}')
+    for name in args.names or (VARIANTS if with_cuda else []):
+        print(f'{build(name, csrc, VARIANTS[name], args.out, with_cuda)}: '
+              f'{name}, {VARIANTS[name]}')
     if args.commit:
         rev = subprocess.run(['git', 'rev-parse', args.commit],
                              cwd=ROOT,
@@ -97,8 +105,9 @@ def main():
         with tempfile.TemporaryDirectory() as tmp:
             name = f'at_{rev[:12]}'
             built = build(name, extract_sources(args.commit, tmp), {},
-                          args.out)
-            print(f'{built}: the kernels of {rev[:12]}')
+                          args.out, with_cuda)
+            print(f'{built}: the kernels of {rev[:12]}, '
+                  f'{"with" if with_cuda else "without"} CUDA')
     return 0
 
 

@@ -8,9 +8,13 @@ The sources under ``mmcot/ops/csrc`` at ``--commit`` (default: the last
 commit before the CUDA kernels were redesigned) are taken with ``git
 archive`` and compiled with the Python running this script, as module
 ``mmcot_previous_ext`` in ``--out``, with the CUDA kernels when nvcc is
-found. Build it with the Python and torch of the machine that will run the
-benchmark (``TORCH_CUDA_ARCH_LIST`` as ``--cuda-arch`` for a machine without
-a GPU), then ``benchmark_op.py --previous-ext OUT/mmcot_previous_ext.so``.
+found and ``FORCE_CUDA`` is not ``0`` (as for setup.py). Build it with the
+Python and torch of the machine that will run the benchmark
+(``TORCH_CUDA_ARCH_LIST`` as ``--cuda-arch`` for a machine without a GPU),
+then ``benchmark_op.py --previous-ext OUT/mmcot_previous_ext.so``. A commit
+that registers the torch.library operators (from 4039af7 on) would register
+them a second time in the benchmark's process: build its kernels with
+``build_kernel_variants.py --commit REV`` instead.
 """
 import argparse
 import glob
@@ -89,7 +93,8 @@ def build_module(name: str,
          extra_cuda_cflags=flags['nvcc'] +
          [f'-D{key}={value}' for key, value in (macros or {}).items()],
          extra_include_paths=include_dirs,
-         extra_ldflags=[f'-L{d}' for d in library_dirs],
+         extra_ldflags=[f'-L{d}' for d in library_dirs] +
+         setup.openmp_flags(),
          build_directory=folder,
          with_cuda=with_cuda,
          verbose=False)
@@ -106,7 +111,7 @@ def main():
         sources = sorted(
             glob.glob(osp.join(csrc, 'pytorch', '*.cpp')) +
             glob.glob(osp.join(csrc, 'pytorch', 'cpu', '*.cpp')))
-        with_cuda = CUDA_HOME is not None
+        with_cuda = CUDA_HOME is not None and os.getenv('FORCE_CUDA') != '0'
         if with_cuda:
             sources += sorted(
                 glob.glob(osp.join(csrc, 'pytorch', 'cuda', '*.cu')))
