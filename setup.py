@@ -78,15 +78,24 @@ def openmp_flags() -> list:
     return ['-fopenmp'] if sys.platform.startswith('linux') else []
 
 
+def kernel_sources(csrc: str, with_cuda: bool) -> list:
+    """The sources under ``csrc`` of the kernels and their dispatch (the
+    CUDA kernels with ``with_cuda``), without the Python binding; for
+    mmcot._ext and for the benchmarks' builds of other kernels."""
+    pytorch = osp.join(csrc, 'pytorch')
+    sources = [osp.join(pytorch, 'local_aggregation.cpp')]
+    sources += sorted(glob.glob(osp.join(pytorch, 'cpu', '*.cpp')))
+    if with_cuda:
+        sources += sorted(glob.glob(osp.join(pytorch, 'cuda', '*.cu')))
+    return sources
+
+
 def get_extensions():
     if os.getenv('MMCOT_WITH_OPS', '1') == '0':
         return []
     import torch
     from torch.utils.cpp_extension import CppExtension, CUDAExtension
 
-    sources = sorted(
-        glob.glob(osp.join(CSRC, 'pytorch', '*.cpp')) +
-        glob.glob(osp.join(CSRC, 'pytorch', 'cpu', '*.cpp')))
     flags = compile_flags()
     define_macros = []
     force_cuda = os.getenv('FORCE_CUDA')
@@ -95,8 +104,10 @@ def get_extensions():
     else:
         from torch.utils.cpp_extension import CUDA_HOME
         with_cuda = torch.cuda.is_available() and CUDA_HOME is not None
+    sources = kernel_sources(CSRC, with_cuda) + [
+        osp.join(CSRC, 'pytorch', 'pybind.cpp')
+    ]
     if with_cuda:
-        sources += sorted(glob.glob(osp.join(CSRC, 'pytorch', 'cuda', '*.cu')))
         define_macros.append(('WITH_CUDA', None))
         include_dirs, library_dirs = cuda_paths()
         return [

@@ -19,7 +19,6 @@ Without nvcc, or with ``FORCE_CUDA=0`` (as for setup.py), only
 ``--commit`` builds, with the CPU kernels alone: an A/B of CPU kernels.
 """
 import argparse
-import glob
 import os
 import os.path as osp
 import shutil
@@ -27,7 +26,8 @@ import subprocess
 import sys
 import tempfile
 
-from build_previous_kernels import build_module, extract_sources
+from build_previous_kernels import (build_module, extract_sources, load_setup,
+                                    wants_cuda)
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 SHIM = osp.join(ROOT, 'tools', 'analysis', 'kernel_variant_module.cpp')
@@ -70,11 +70,7 @@ def build(name: str, csrc: str, macros: dict, out: str,
     module = f'mmcot_kernels_{name}'
     folder = osp.join(out, name)
     os.makedirs(folder, exist_ok=True)
-    sources = [osp.join(csrc, 'pytorch', 'local_aggregation.cpp')]
-    sources += sorted(glob.glob(osp.join(csrc, 'pytorch', 'cpu', '*.cpp')))
-    if with_cuda:
-        sources.append(
-            osp.join(csrc, 'pytorch', 'cuda', 'local_aggregation_cuda.cu'))
+    sources = load_setup().kernel_sources(csrc, with_cuda)
     build_module(module, sources + [SHIM], folder, with_cuda, macros)
     built = osp.join(out, f'{module}.so')
     shutil.copyfile(osp.join(folder, f'{module}.so'), built)
@@ -86,8 +82,7 @@ def main():
     args = parse_args()
     if args.cuda_arch:
         os.environ['TORCH_CUDA_ARCH_LIST'] = args.cuda_arch
-    from torch.utils.cpp_extension import CUDA_HOME
-    with_cuda = CUDA_HOME is not None and os.getenv('FORCE_CUDA') != '0'
+    with_cuda = wants_cuda()
     if not with_cuda and (args.names or not args.commit):
         raise SystemExit('error: the variants are CUDA kernels and there is '
                          'no CUDA toolkit (nvcc) or FORCE_CUDA=0; without '

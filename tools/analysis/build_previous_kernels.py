@@ -17,7 +17,6 @@ them a second time in the benchmark's process: build its kernels with
 ``build_kernel_variants.py --commit REV`` instead.
 """
 import argparse
-import glob
 import importlib.util
 import io
 import os
@@ -73,6 +72,14 @@ def load_setup():
     return setup
 
 
+def wants_cuda() -> bool:
+    """Whether the builds take the CUDA kernels too: when nvcc is found and
+    ``FORCE_CUDA`` is not ``0``. Unlike setup.py they need no visible GPU,
+    as they may be made for another machine (``--cuda-arch``)."""
+    from torch.utils.cpp_extension import CUDA_HOME
+    return CUDA_HOME is not None and os.getenv('FORCE_CUDA') != '0'
+
+
 def build_module(name: str,
                  sources: list,
                  folder: str,
@@ -104,17 +111,12 @@ def main():
     args = parse_args()
     if args.cuda_arch:
         os.environ['TORCH_CUDA_ARCH_LIST'] = args.cuda_arch
-    from torch.utils.cpp_extension import CUDA_HOME
     os.makedirs(args.out, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         csrc = extract_sources(args.commit, tmp)
-        sources = sorted(
-            glob.glob(osp.join(csrc, 'pytorch', '*.cpp')) +
-            glob.glob(osp.join(csrc, 'pytorch', 'cpu', '*.cpp')))
-        with_cuda = CUDA_HOME is not None and os.getenv('FORCE_CUDA') != '0'
-        if with_cuda:
-            sources += sorted(
-                glob.glob(osp.join(csrc, 'pytorch', 'cuda', '*.cu')))
+        with_cuda = wants_cuda()
+        sources = load_setup().kernel_sources(csrc, with_cuda)
+        sources.append(osp.join(csrc, 'pytorch', 'pybind.cpp'))
         build_module(NAME, sources, args.out, with_cuda)
     built = osp.join(args.out, f'{NAME}.so')
     print(f'{built}: the kernels of {args.commit[:12]}, '

@@ -14,20 +14,22 @@
 namespace mmcot {
 namespace cpu {
 
-const char* cpu_kernel_isa() {
-  static const char* const isa = [] {
+namespace {
+
+enum class KernelIsa { kBase, kAvx2 };
+
+KernelIsa chosen_isa() {
+  static const KernelIsa isa = [] {
 #ifdef MMCOT_CPU_X86_KERNELS
     const std::string capability = at::get_cpu_capability();
-    if (capability == "AVX2" || capability == "AVX512") return "avx2";
+    if (capability == "AVX2" || capability == "AVX512") return KernelIsa::kAvx2;
 #endif
-    return "default";
+    return KernelIsa::kBase;
   }();
   return isa;
 }
 
-namespace {
-
-// The kernels of cpu_kernel_isa() for one element type.
+// The kernels of chosen_isa() for one element type.
 template <typename T>
 struct Kernels {
   decltype(&base::forward<T>) forward;
@@ -37,14 +39,22 @@ struct Kernels {
 template <typename T>
 const Kernels<T>& kernels() {
   static const Kernels<T> chosen = [] {
-    const std::string isa = cpu_kernel_isa();
 #ifdef MMCOT_CPU_X86_KERNELS
-    if (isa == "avx2") return Kernels<T>{&avx2::forward<T>, &avx2::backward<T>};
+    if (chosen_isa() == KernelIsa::kAvx2)
+      return Kernels<T>{&avx2::forward<T>, &avx2::backward<T>};
 #endif
     return Kernels<T>{&base::forward<T>, &base::backward<T>};
   }();
   return chosen;
 }
+
+}  // namespace
+
+const char* cpu_kernel_isa() {
+  return chosen_isa() == KernelIsa::kAvx2 ? "avx2" : "default";
+}
+
+namespace {
 
 void local_aggregation_forward_cpu(const at::Tensor& input,
                                    const at::Tensor& weight,
