@@ -1,5 +1,6 @@
 """Timing and memory helpers of the benchmark scripts in tools/analysis."""
 import multiprocessing as mp
+import platform
 import resource
 import statistics
 import time
@@ -25,16 +26,17 @@ def median_ms(fn: Callable[[], Any],
                                  before)['']
 
 
-def interleaved_median_ms(
+def interleaved_times_ms(
         fns: Dict[str, Callable[[], Any]],
         device: str,
         warmup: int,
         repeats: int,
-        before: Optional[Callable[[], Any]] = None) -> Dict[str, float]:
-    """Median wall time in milliseconds of each function of ``fns``, timed
-    in turns (one call of each per round, ``repeats`` rounds after
+        before: Optional[Callable[[], Any]] = None) -> Dict[str, List[float]]:
+    """Wall times in milliseconds of each function of ``fns``, timed in
+    turns (one call of each per round, ``repeats`` rounds after
     ``warmup``), so that a slow spell of the machine falls on all of them
-    alike; ``before()`` runs untimed before every timed call."""
+    alike: one list per function, in the order of the rounds. ``before()``
+    runs untimed before every timed call."""
     for _ in range(warmup):
         for fn in fns.values():
             fn()
@@ -48,7 +50,34 @@ def interleaved_median_ms(
             fn()
             synchronize(device)
             times[name].append((time.perf_counter() - start) * 1e3)
+    return times
+
+
+def interleaved_median_ms(
+        fns: Dict[str, Callable[[], Any]],
+        device: str,
+        warmup: int,
+        repeats: int,
+        before: Optional[Callable[[], Any]] = None) -> Dict[str, float]:
+    """Median of each function's :func:`interleaved_times_ms`."""
+    times = interleaved_times_ms(fns, device, warmup, repeats, before)
     return {name: statistics.median(t) for name, t in times.items()}
+
+
+def ratio_quartiles(reference_ms: Sequence[float],
+                    times_ms: Sequence[float]) -> List[float]:
+    """First and third quartiles of the per-round speed ratios
+    ``reference_ms[i] / times_ms[i]`` of two interleaved series: how far
+    a ratio of medians can be trusted on a noisy machine."""
+    if len(reference_ms) != len(times_ms) or not times_ms:
+        raise ValueError('reference_ms and times_ms must be series of the '
+                         f'same rounds, got {len(reference_ms)} and '
+                         f'{len(times_ms)} times')
+    ratios = [r / t for r, t in zip(reference_ms, times_ms)]
+    if len(ratios) == 1:
+        return ratios * 2
+    q1, _, q3 = statistics.quantiles(ratios, n=4, method='inclusive')
+    return [q1, q3]
 
 
 def profiled_ms(fn: Callable[[], Any],
@@ -146,11 +175,17 @@ def isolated_on_cpu(device: str, fn: Callable, *args) -> Any:
 
 def markdown_table(rows: Sequence[Dict[str, Any]],
                    columns: List[str] = None) -> str:
-    """Rows of dicts as a markdown table (floats with two decimals)."""
+    """Rows of dicts as a markdown table (floats with two decimals, a
+    range ``[low, high]`` as ``low-high``)."""
     columns = columns or list(rows[0])
 
     def cell(value):
-        return f'{value:.2f}' if isinstance(value, float) else str(value)
+        if isinstance(value, float):
+            return f'{value:.2f}'
+        if (isinstance(value, (list, tuple)) and len(value) == 2
+                and all(isinstance(v, float) for v in value)):
+            return '-'.join(f'{v:.2f}' for v in value)
+        return str(value)
 
     lines = ['| ' + ' | '.join(columns) + ' |', '|' + ' --- |' * len(columns)]
     lines += [
@@ -160,11 +195,29 @@ def markdown_table(rows: Sequence[Dict[str, Any]],
     return '\n'.join(lines)
 
 
+def cpu_model(cpuinfo: str = '/proc/cpuinfo') -> str:
+    """The CPU's model name as the OS reports it (``cpuinfo`` on Linux,
+    else the platform's), or ``'CPU'``."""
+    try:
+        with open(cpuinfo) as f:
+            for line in f:
+                if line.startswith('model name'):
+                    return line.split(':', 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or 'CPU'
+
+
 def device_name(device: str) -> str:
-    """The GPU's name, or the CPU's threads and the op's kernel set."""
+    """The GPU's name, or the CPU's model, threads, the instruction set
+    torch's kernels use (its CPU capability) and the op's kernel set:
+    CPU figures differ between machines of one name, so the JSON of each
+    run says which it was."""
     if device.startswith('cuda'):
         return torch.cuda.get_device_name(device)
     from mmcot.ops import ext_cpu_kernels
     kernels = ext_cpu_kernels()
     kernels = f', {kernels} kernels' if kernels else ''
-    return f'CPU ({torch.get_num_threads()} threads{kernels})'
+    capability = torch.backends.cpu.get_cpu_capability()
+    return (f'{cpu_model()} ({torch.get_num_threads()} threads, torch '
+            f'{capability}{kernels})')

@@ -5,8 +5,10 @@ import os.path as osp
 import sys
 
 import pytest
+import torch
 
-from mmcot.analysis import interleaved_median_ms, median_ms, timing
+from mmcot.analysis import (interleaved_median_ms, interleaved_times_ms,
+                            markdown_table, median_ms, ratio_quartiles, timing)
 
 from ..conftest import REPO, run_tool
 
@@ -53,6 +55,41 @@ def test_interleaved_median_takes_turns(monkeypatch):
     assert len(befores) == 3
 
 
+def test_per_round_ratios_and_their_quartiles(monkeypatch):
+    clock = FakeClock()
+    monkeypatch.setattr(timing.time, 'perf_counter', clock.perf_counter)
+    fns = {'ref': clock.function('ref', [10, 10, 10, 10]),
+           'model': clock.function('model', [10, 20, 5, 10])}
+    rounds = interleaved_times_ms(fns, 'cpu', warmup=0, repeats=4)
+    assert rounds == {'ref': pytest.approx([10.] * 4),
+                      'model': pytest.approx([10., 20., 5., 10.])}
+    # ratios 1, 0.5, 2, 1; sorted 0.5 1 1 2: quartiles at positions 0.75
+    # and 2.25 of 0..3, interpolated
+    assert ratio_quartiles(rounds['ref'], rounds['model']) == pytest.approx(
+        [0.875, 1.25])
+    assert ratio_quartiles([6.], [3.]) == [2., 2.]
+    with pytest.raises(ValueError, match='same rounds'):
+        ratio_quartiles([1., 2.], [1.])
+    table = markdown_table([dict(model='m', ratio=0.5, iqr=[0.875, 1.25])])
+    assert table.splitlines()[-1] == '| m | 0.50 | 0.88-1.25 |'
+
+
+def test_device_name_says_which_cpu(tmp_path, monkeypatch):
+    cpuinfo = tmp_path / 'cpuinfo'
+    cpuinfo.write_text('processor\t: 0\nvendor_id\t: Acme\n'
+                       'model name\t: Acme Vector 9000 16-Core\n'
+                       'flags\t\t: fpu sse avx2\n')
+    assert timing.cpu_model(str(cpuinfo)) == 'Acme Vector 9000 16-Core'
+    monkeypatch.setattr(timing.platform, 'processor', lambda: '')
+    assert timing.cpu_model(str(tmp_path / 'missing')) == 'CPU'
+    monkeypatch.setattr(timing, 'cpu_model', lambda: 'Acme Vector')
+    monkeypatch.setattr(timing.torch.backends.cpu, 'get_cpu_capability',
+                        lambda: 'AVX512')
+    name = timing.device_name('cpu')
+    threads = torch.get_num_threads()
+    assert name.startswith(f'Acme Vector ({threads} threads, torch AVX512')
+
+
 def test_copy_bandwidth_times_a_copy_into_one_buffer(monkeypatch):
     """The timed call copies into a destination allocated once: a fresh
     one per call would time the allocator's page faults too."""
@@ -94,6 +131,10 @@ def test_benchmark_ratios_are_to_resnet50_of_the_same_run(tmp_path):
         ref['train_step_ms'] / cot['train_step_ms'])
     assert cot['det_vs_ResNet-50'] == pytest.approx(
         ref['det_backbone_ms'] / cot['det_backbone_ms'])
+    for key in ('vs_ResNet-50', 'train_vs_ResNet-50', 'det_vs_ResNet-50'):
+        # one round: its ratio is the ratio of the medians
+        assert ref[f'{key}_iqr'] == [1.0, 1.0]
+        assert cot[f'{key}_iqr'] == pytest.approx([cot[key]] * 2)
     assert cot['train_peak_MiB'] > 0
 
 

@@ -13,20 +13,23 @@ SGD step), the backbone's inference time on one image of detection size
 memory of a training step. Times are medians of ``--repeats`` after
 ``--warmup``, the models timed in turns (one call of each per round), so
 that the ratio columns, each model's throughput over ResNet-50's, compare
-models under the same conditions. fp16/bf16 run under ``torch.autocast``
-(GPU only). On a CPU, the peak memory is measured for each model in a fresh
-forked process.
+models under the same conditions; each comes with the first and third
+quartiles of the ratios of the single rounds (``*_iqr``), so that a
+difference within the machine's noise reads as one. fp16/bf16 run under
+``torch.autocast`` (GPU only). On a CPU, the peak memory is measured for
+each model in a fresh forked process.
 """
 import argparse
 import json
 import os.path as osp
+import statistics
 
 import torch
 import torch.nn.functional as F
 
 import mmcot  # noqa: F401  (registers the CoT backbones)
-from mmcot.analysis import (device_name, interleaved_median_ms,
-                            isolated_on_cpu, markdown_table, peak_memory_mib)
+from mmcot.analysis import (device_name, interleaved_times_ms, isolated_on_cpu,
+                            markdown_table, peak_memory_mib, ratio_quartiles)
 from mmcot.analysis.classifiers import BACKBONES, build_classifier
 from mmcot.fileio import atomic_write
 
@@ -140,7 +143,8 @@ def measure_memory(name: str, args, dtype_name: str) -> dict:
 
 def measure_speed(args, dtype_name: str) -> dict:
     """Every model's inference, training and detection-size times, in
-    turns: {model: {'infer': ms, 'train': ms[, 'det': ms]}}."""
+    turns: {model: {'infer': [ms, ...], 'train': [...][, 'det': [...]]}},
+    one time per round."""
     runners = {name: ModelRunner(name, args, dtype_name)
                for name in args.models}
     calls = dict(infer=lambda r: r.infer, train=lambda r: r.train_step)
@@ -148,41 +152,52 @@ def measure_speed(args, dtype_name: str) -> dict:
         calls['det'] = lambda r: r.infer_backbone
     times = {name: {} for name in runners}
     for call, method in calls.items():
-        medians = interleaved_median_ms(
+        rounds = interleaved_times_ms(
             {name: method(runner)
              for name, runner in runners.items()}, args.device, args.warmup,
             args.repeats)
-        for name, ms in medians.items():
+        for name, ms in rounds.items():
             times[name][call] = ms
     return times
 
 
 def measure(args, dtype_name: str) -> list:
-    """The table rows of one precision."""
+    """The table rows of one precision. Each ratio to ResNet-50 (its
+    throughput over ResNet-50's, from the medians) comes with the first and
+    third quartiles of the per-round ratios (``..._iqr``)."""
     memory = {}
     for name in args.models:  # forks before this process runs any threads
         memory[name] = isolated_on_cpu(args.device, measure_memory, name,
                                        args, dtype_name)
-    times = measure_speed(args, dtype_name)
-    reference = times[REFERENCE]
+    rounds = measure_speed(args, dtype_name)
+    reference = rounds[REFERENCE]
     rows = []
     for name in args.models:
-        t = times[name]
+        t = {call: statistics.median(ms) for call, ms in rounds[name].items()}
+        ratios = {}
+        for call, key in (('infer', 'vs_ResNet-50'),
+                          ('train', 'train_vs_ResNet-50'),
+                          ('det', 'det_vs_ResNet-50')):
+            if call in t:
+                ref = statistics.median(reference[call])
+                ratios[key] = ref / t[call]
+                ratios[f'{key}_iqr'] = ratio_quartiles(
+                    reference[call], rounds[name][call])
         row = dict(
             model=name,
             precision=dtype_name,
             params_M=memory[name]['params_M'],
             infer_img_per_s=args.batch / t['infer'] * 1e3,
-            **{'vs_ResNet-50': reference['infer'] / t['infer']},
             train_step_ms=t['train'],
-            **{'train_vs_ResNet-50': reference['train'] / t['train']},
             train_peak_MiB=memory[name]['train_peak_MiB'])
         if 'det' in t:
             row['det_backbone_ms'] = t['det']
-            row['det_vs_ResNet-50'] = reference['det'] / t['det']
+        row.update(ratios)
         rows.append(row)
+        q1, q3 = row['vs_ResNet-50_iqr']
         print(f'{name} {dtype_name}: {row["infer_img_per_s"]:.1f} img/s, '
-              f'{row["vs_ResNet-50"]:.2f}x ResNet-50')
+              f'{row["vs_ResNet-50"]:.2f}x ResNet-50 (rounds: '
+              f'{q1:.2f}-{q3:.2f})')
     return rows
 
 

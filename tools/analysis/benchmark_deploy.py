@@ -9,12 +9,14 @@ treated the same: fp32, 224 x 224, eval mode, the same threads
 (onnxruntime's intra-op threads = torch's). Per model and runtime:
 throughput at ``--batch`` (images/s) and latency at batch 1 (ms), medians of
 ``--repeats`` timed calls taken in turns across models and runtimes (so
-that drift in the machine's speed hits all alike), after warm-up; the
+that drift in the machine's speed hits all alike), after warm-up, with the
+ratio to ResNet-50 and the quartiles of its per-round ratios; the
 compile and export times; and the largest difference of the compiled model
 and of the ONNX file from eager, relative to the largest output (the full
 CoTNet-50 check of torch.compile and ONNX).
 """
 import argparse
+import functools
 import json
 import os.path as osp
 import statistics
@@ -23,7 +25,8 @@ import time
 
 import torch
 
-from mmcot.analysis import device_name, markdown_table
+from mmcot.analysis import (device_name, interleaved_times_ms, markdown_table,
+                            ratio_quartiles)
 from mmcot.analysis.classifiers import BACKBONES, build_classifier
 from mmcot.deployment import ClassScores, export_onnx
 from mmcot.fileio import atomic_write
@@ -110,33 +113,26 @@ def main():
     args = parse_args()
     with tempfile.TemporaryDirectory() as folder:
         prepared = [prepare(name, args, folder) for name in args.models]
-        times = {}
-        for round_ in range(args.warmup + args.repeats):
-            for info, runtimes, inputs in prepared:
-                for runtime, call in runtimes.items():
-                    for batch, x in inputs.items():
-                        start = time.perf_counter()
-                        call(x)
-                        elapsed = (time.perf_counter() - start) * 1e3
-                        if round_ >= args.warmup:
-                            times.setdefault((info['model'], runtime, batch),
-                                             []).append(elapsed)
+        calls = {(info['model'], runtime, batch): functools.partial(call, x)
+                 for info, runtimes, inputs in prepared
+                 for runtime, call in runtimes.items()
+                 for batch, x in inputs.items()}
+        times = interleaved_times_ms(calls, 'cpu', args.warmup, args.repeats)
     rows = []
     for info, runtimes, _ in prepared:
         for runtime in runtimes:
-            batch_ms = statistics.median(times[(info['model'], runtime,
-                                                args.batch)])
-            rows.append(
-                dict(model=info['model'],
-                     runtime=runtime,
-                     img_per_s=args.batch / batch_ms * 1e3,
-                     latency_ms=statistics.median(times[(info['model'],
-                                                         runtime, 1)])))
-    for row in rows:
-        reference = next(
-            r for r in rows
-            if r['model'] == 'ResNet-50' and r['runtime'] == row['runtime'])
-        row['vs_ResNet-50'] = row['img_per_s'] / reference['img_per_s']
+            batch_times = times[(info['model'], runtime, args.batch)]
+            reference = times[('ResNet-50', runtime, args.batch)]
+            batch_ms = statistics.median(batch_times)
+            rows.append({
+                'model': info['model'],
+                'runtime': runtime,
+                'img_per_s': args.batch / batch_ms * 1e3,
+                'latency_ms': statistics.median(
+                    times[(info['model'], runtime, 1)]),
+                'vs_ResNet-50': statistics.median(reference) / batch_ms,
+                'vs_ResNet-50_iqr': ratio_quartiles(reference, batch_times)
+            })
     checks = [info for info, _, _ in prepared]
     setup = dict(device=device_name('cpu'),
                  torch=torch.__version__,

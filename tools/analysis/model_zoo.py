@@ -257,7 +257,7 @@ def deployment_tables() -> str:
                     ('Model', r['model']),
                     ('Runtime', r['runtime']),
                     (f'img/s (batch {s["batch"]})', f'{r["img_per_s"]:.1f}'),
-                    ('vs ResNet-50', f'{r["vs_ResNet-50"]:.2f}'),
+                    ('vs ResNet-50', ratio_cell(r, 'vs_ResNet-50')),
                     ('Latency, batch 1 (ms)', f'{r["latency_ms"]:.1f}'),
                 ]) for r in run['deployment']
             ]), ''
@@ -297,6 +297,16 @@ def cotnet_tables(rows: list, benchmarks: list) -> str:
     return '\n'.join(text)
 
 
+def ratio_cell(row: dict, key: str) -> str:
+    """A ratio to ResNet-50, with the quartiles of its per-round ratios
+    where the run recorded them."""
+    cell = f'{row[key]:.2f}'
+    if f'{key}_iqr' in row:
+        q1, q3 = row[f'{key}_iqr']
+        cell += f' ({q1:.2f}-{q3:.2f})'
+    return cell
+
+
 def throughput_title(run: dict) -> str:
     s = run['setup']
     det = s.get('det_shape')
@@ -307,7 +317,8 @@ def throughput_title(run: dict) -> str:
                if det else '') +
             f', median of {s["repeats"]} after {s["warmup"]} warm-up runs'
             + (', the models timed in turns' if s.get('interleaved') else '')
-            + '; "vs ResNet-50": throughput over ResNet-50\'s.')
+            + '; "vs ResNet-50": throughput over ResNet-50\'s (in brackets, '
+            'where recorded: the quartiles of the ratio per round).')
 
 
 def throughput_table(run: dict) -> str:
@@ -317,16 +328,16 @@ def throughput_table(run: dict) -> str:
             ('Model', r['model']),
             ('Precision', r['precision']),
             ('Inference (img/s)', f'{r["infer_img_per_s"]:.1f}'),
-            ('vs ResNet-50', f'{r["vs_ResNet-50"]:.2f}'),
+            ('vs ResNet-50', ratio_cell(r, 'vs_ResNet-50')),
             ('Train step (ms)', f'{r["train_step_ms"]:.0f}'),
         ])
         if 'train_vs_ResNet-50' in r:
-            row['Train vs ResNet-50'] = f'{r["train_vs_ResNet-50"]:.2f}'
+            row['Train vs ResNet-50'] = ratio_cell(r, 'train_vs_ResNet-50')
         row['Train peak memory (MiB)'] = f'{r["train_peak_MiB"]:.0f}'
         if 'det_backbone_ms' in r:
             row['Backbone, detection size (ms)'] = (
                 f'{r["det_backbone_ms"]:.0f}')
-            row['Backbone vs ResNet-50'] = f'{r["det_vs_ResNet-50"]:.2f}'
+            row['Backbone vs ResNet-50'] = ratio_cell(r, 'det_vs_ResNet-50')
         rows.append(row)
     return markdown_table(rows)
 
