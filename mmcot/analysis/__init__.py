@@ -2,17 +2,16 @@ from .complexity import (COT_FLOP_HANDLES, DETECTION_SHAPE, SEGMENTATION_SHAPE,
                          cot_flop_analyzer, default_input_shape,
                          local_aggregation_flop_jit, model_complexity)
 from .timing import (cache_flusher, copy_bandwidth_gbps, device_name,
-                     interleaved_median_ms, interleaved_times_ms,
+                     format_range, interleaved_median_ms, interleaved_times_ms,
                      isolated_on_cpu, markdown_table, median_ms,
-                     peak_memory_mib, profiled_ms, ratio_quartiles,
-                     run_isolated)
+                     peak_memory_mib, profiled_ms, run_isolated, speed_ratio)
 
 __all__ = [
     'COT_FLOP_HANDLES', 'DETECTION_SHAPE', 'SEGMENTATION_SHAPE',
     'cot_flop_analyzer',
     'default_input_shape', 'local_aggregation_flop_jit',
     'model_complexity', 'cache_flusher', 'copy_bandwidth_gbps',
-    'device_name', 'interleaved_median_ms', 'interleaved_times_ms',
-    'isolated_on_cpu', 'markdown_table', 'median_ms', 'peak_memory_mib',
-    'profiled_ms', 'ratio_quartiles', 'run_isolated'
+    'device_name', 'format_range', 'interleaved_median_ms',
+    'interleaved_times_ms', 'isolated_on_cpu', 'markdown_table', 'median_ms',
+    'peak_memory_mib', 'profiled_ms', 'run_isolated', 'speed_ratio'
 ]

@@ -4,7 +4,7 @@ import platform
 import resource
 import statistics
 import time
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -64,20 +64,23 @@ def interleaved_median_ms(
     return {name: statistics.median(t) for name, t in times.items()}
 
 
-def ratio_quartiles(reference_ms: Sequence[float],
-                    times_ms: Sequence[float]) -> List[float]:
-    """First and third quartiles of the per-round speed ratios
-    ``reference_ms[i] / times_ms[i]`` of two interleaved series: how far
-    a ratio of medians can be trusted on a noisy machine."""
+def speed_ratio(reference_ms: Sequence[float],
+                times_ms: Sequence[float]) -> Tuple[float, List[float]]:
+    """How many times faster than the reference a model runs, from two
+    interleaved series of per-round times: the ratio of the medians, and the
+    first and third quartiles of the per-round ratios
+    ``reference_ms[i] / times_ms[i]`` (how far the ratio can be trusted on
+    a noisy machine)."""
     if len(reference_ms) != len(times_ms) or not times_ms:
         raise ValueError('reference_ms and times_ms must be series of the '
                          f'same rounds, got {len(reference_ms)} and '
                          f'{len(times_ms)} times')
+    ratio = statistics.median(reference_ms) / statistics.median(times_ms)
     ratios = [r / t for r, t in zip(reference_ms, times_ms)]
     if len(ratios) == 1:
-        return ratios * 2
+        return ratio, ratios * 2
     q1, _, q3 = statistics.quantiles(ratios, n=4, method='inclusive')
-    return [q1, q3]
+    return ratio, [q1, q3]
 
 
 def profiled_ms(fn: Callable[[], Any],
@@ -173,6 +176,11 @@ def isolated_on_cpu(device: str, fn: Callable, *args) -> Any:
     return run_isolated(fn, *args)
 
 
+def format_range(low_high: Sequence[float]) -> str:
+    """``[low, high]`` as ``low-high``, two decimals each."""
+    return '-'.join(f'{v:.2f}' for v in low_high)
+
+
 def markdown_table(rows: Sequence[Dict[str, Any]],
                    columns: List[str] = None) -> str:
     """Rows of dicts as a markdown table (floats with two decimals, a
@@ -184,7 +192,7 @@ def markdown_table(rows: Sequence[Dict[str, Any]],
             return f'{value:.2f}'
         if (isinstance(value, (list, tuple)) and len(value) == 2
                 and all(isinstance(v, float) for v in value)):
-            return '-'.join(f'{v:.2f}' for v in value)
+            return format_range(value)
         return str(value)
 
     lines = ['| ' + ' | '.join(columns) + ' |', '|' + ' --- |' * len(columns)]

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from mmcot.analysis import (interleaved_median_ms, interleaved_times_ms,
-                            markdown_table, median_ms, ratio_quartiles, timing)
+                            markdown_table, median_ms, speed_ratio, timing)
 
 from ..conftest import REPO, run_tool
 
@@ -63,13 +63,16 @@ def test_per_round_ratios_and_their_quartiles(monkeypatch):
     rounds = interleaved_times_ms(fns, 'cpu', warmup=0, repeats=4)
     assert rounds == {'ref': pytest.approx([10.] * 4),
                       'model': pytest.approx([10., 20., 5., 10.])}
-    # ratios 1, 0.5, 2, 1; sorted 0.5 1 1 2: quartiles at positions 0.75
-    # and 2.25 of 0..3, interpolated
-    assert ratio_quartiles(rounds['ref'], rounds['model']) == pytest.approx(
-        [0.875, 1.25])
-    assert ratio_quartiles([6.], [3.]) == [2., 2.]
+    # medians 10 and 10; ratios 1, 0.5, 2, 1; sorted 0.5 1 1 2: quartiles
+    # at positions 0.75 and 2.25 of 0..3, interpolated
+    ratio, quartiles = speed_ratio(rounds['ref'], rounds['model'])
+    assert ratio == pytest.approx(1.)
+    assert quartiles == pytest.approx([0.875, 1.25])
+    assert speed_ratio([6.], [3.]) == (2., [2., 2.])
+    # the ratio of the medians (8 / 3), not the median ratio (2, 2, 10)
+    assert speed_ratio([4., 8., 30.], [2., 4., 3.])[0] == pytest.approx(8 / 3)
     with pytest.raises(ValueError, match='same rounds'):
-        ratio_quartiles([1., 2.], [1.])
+        speed_ratio([1., 2.], [1.])
     table = markdown_table([dict(model='m', ratio=0.5, iqr=[0.875, 1.25])])
     assert table.splitlines()[-1] == '| m | 0.50 | 0.88-1.25 |'
 

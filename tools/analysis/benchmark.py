@@ -29,7 +29,7 @@ import torch.nn.functional as F
 
 import mmcot  # noqa: F401  (registers the CoT backbones)
 from mmcot.analysis import (device_name, interleaved_times_ms, isolated_on_cpu,
-                            markdown_table, peak_memory_mib, ratio_quartiles)
+                            markdown_table, peak_memory_mib, speed_ratio)
 from mmcot.analysis.classifiers import BACKBONES, build_classifier
 from mmcot.fileio import atomic_write
 
@@ -179,9 +179,7 @@ def measure(args, dtype_name: str) -> list:
                           ('train', 'train_vs_ResNet-50'),
                           ('det', 'det_vs_ResNet-50')):
             if call in t:
-                ref = statistics.median(reference[call])
-                ratios[key] = ref / t[call]
-                ratios[f'{key}_iqr'] = ratio_quartiles(
+                ratios[key], ratios[f'{key}_iqr'] = speed_ratio(
                     reference[call], rounds[name][call])
         row = dict(
             model=name,

@@ -26,7 +26,7 @@ import time
 import torch
 
 from mmcot.analysis import (device_name, interleaved_times_ms, markdown_table,
-                            ratio_quartiles)
+                            speed_ratio)
 from mmcot.analysis.classifiers import BACKBONES, build_classifier
 from mmcot.deployment import ClassScores, export_onnx
 from mmcot.fileio import atomic_write
@@ -123,15 +123,16 @@ def main():
         for runtime in runtimes:
             batch_times = times[(info['model'], runtime, args.batch)]
             reference = times[('ResNet-50', runtime, args.batch)]
-            batch_ms = statistics.median(batch_times)
+            ratio, quartiles = speed_ratio(reference, batch_times)
             rows.append({
                 'model': info['model'],
                 'runtime': runtime,
-                'img_per_s': args.batch / batch_ms * 1e3,
+                'img_per_s':
+                args.batch / statistics.median(batch_times) * 1e3,
                 'latency_ms': statistics.median(
                     times[(info['model'], runtime, 1)]),
-                'vs_ResNet-50': statistics.median(reference) / batch_ms,
-                'vs_ResNet-50_iqr': ratio_quartiles(reference, batch_times)
+                'vs_ResNet-50': ratio,
+                'vs_ResNet-50_iqr': quartiles
             })
     checks = [info for info, _, _ in prepared]
     setup = dict(device=device_name('cpu'),
