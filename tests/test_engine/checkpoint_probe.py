@@ -1,6 +1,7 @@
 """Load checkpoint files the way users do and report what happened.
 
-    python -m tests.test_engine.checkpoint_probe ENTRY WORK_DIR FILE...
+    python -m tests.test_engine.checkpoint_probe [--fork-each] ENTRY \
+        WORK_DIR FILE...
 
 For each file, one JSON line before the load (so that a crash names the
 file) and one after: the outcome (``loaded`` or the exception's type), the
@@ -8,14 +9,19 @@ message, whether MMEngine's ``HistoryBuffer`` statistics registry and
 torch's ``weights_only`` allow-list are as they were, and how much the
 process's peak memory grew. test_checkpoint_security runs this in a
 subprocess, so that a crash or a hijacked interpreter cannot pass for a
-refusal.
+refusal. With ``--fork-each`` each file is loaded in a forked copy of the
+probe as it was before any load (one interpreter start for many files,
+each file still alone), and a copy that dies is reported as
+``died (wait status N)``.
 """
 import json
+import os
 import os.path as osp
 import resource
 import sys
 
 import torch
+from mmengine.logging.history_buffer import HistoryBuffer
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 DEMO = osp.join(REPO, 'configs/cotnet/cotnet-tiny_1xb32-15e_shapes.py')
@@ -73,35 +79,61 @@ def make_loader(entry: str, work_dir: str):
     raise SystemExit(f'error: unknown entry {entry!r}')
 
 
-def main():
-    entry, work_dir, files = sys.argv[1], sys.argv[2], sys.argv[3:]
-    from mmengine.logging.history_buffer import HistoryBuffer
+def load_and_report(load, path: str) -> None:
+    print(json.dumps(dict(file=path, started=True)), flush=True)
+    registry = dict(HistoryBuffer._statistics_methods)
+    safe_globals = set(torch.serialization.get_safe_globals())
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    try:
+        load(path)
+        outcome, message = 'loaded', ''
+    except Exception as error:
+        outcome, message = type(error).__name__, str(error)
+    after = HistoryBuffer._statistics_methods
+    print(json.dumps(
+        dict(file=path,
+             outcome=outcome,
+             message=message,
+             registry_unchanged=after.keys() == registry.keys()
+             and all(after[k] is v for k, v in registry.items()),
+             safe_globals_unchanged=set(
+                 torch.serialization.get_safe_globals()) == safe_globals,
+             peak_growth_mib=(resource.getrusage(
+                 resource.RUSAGE_SELF).ru_maxrss - peak) / 1024)),
+          flush=True)
 
+
+def load_in_a_fork(load, path: str) -> None:
+    sys.stdout.flush()
+    pid = os.fork()
+    if pid == 0:
+        status = 1
+        try:
+            load_and_report(load, path)
+            status = 0
+        finally:
+            os._exit(status)
+    _, status = os.waitpid(pid, 0)
+    if status != 0:
+        print(json.dumps(
+            dict(file=path,
+                 outcome=f'died (wait status {status})',
+                 message='')),
+              flush=True)
+
+
+def main():
+    args = sys.argv[1:]
+    fork_each = args[:1] == ['--fork-each']
+    entry, work_dir, *files = args[fork_each:]
     import mmcot  # noqa: F401  (as a user's config or script imports it)
     HistoryBuffer()  # a process that has logged holds the built-ins
     load = make_loader(entry, work_dir)
     for path in files:
-        print(json.dumps(dict(file=path, started=True)), flush=True)
-        registry = dict(HistoryBuffer._statistics_methods)
-        safe_globals = set(torch.serialization.get_safe_globals())
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        try:
-            load(path)
-            outcome, message = 'loaded', ''
-        except Exception as error:
-            outcome, message = type(error).__name__, str(error)
-        after = HistoryBuffer._statistics_methods
-        print(json.dumps(
-            dict(file=path,
-                 outcome=outcome,
-                 message=message,
-                 registry_unchanged=after.keys() == registry.keys()
-                 and all(after[k] is v for k, v in registry.items()),
-                 safe_globals_unchanged=set(
-                     torch.serialization.get_safe_globals()) == safe_globals,
-                 peak_growth_mib=(resource.getrusage(
-                     resource.RUSAGE_SELF).ru_maxrss - peak) / 1024)),
-              flush=True)
+        if fork_each:
+            load_in_a_fork(load, path)
+        else:
+            load_and_report(load, path)
 
 
 if __name__ == '__main__':

@@ -392,10 +392,11 @@ def attack_files(tmp_path_factory):
     return files
 
 
-def probe(entry, paths, work_dir):
+def probe(entry, paths, work_dir, fork_each=False):
     """Run checkpoint_probe in a fresh interpreter; its reports by file."""
     result = subprocess.run([
-        sys.executable, '-m', 'tests.test_engine.checkpoint_probe', entry,
+        sys.executable, '-m', 'tests.test_engine.checkpoint_probe',
+        *(['--fork-each'] if fork_each else []), entry,
         str(work_dir), *paths
     ],
                             cwd=REPO,
@@ -423,13 +424,20 @@ def assert_refused(report, path, marker, reason):
     assert report['peak_growth_mib'] < 100, report
 
 
+@pytest.fixture(scope='module')
+def each_alone(attack_files, tmp_path_factory):
+    """Reports of load_local_checkpoint on each crafted file alone, in its
+    own copy of a fresh interpreter that has loaded nothing."""
+    return probe('load_local_checkpoint',
+                 [path for path, _ in attack_files.values()],
+                 tmp_path_factory.mktemp('each_alone'),
+                 fork_each=True)
+
+
 @pytest.mark.parametrize('name', sorted(ATTACKS))
-def test_crafted_checkpoint_is_refused(name, attack_files, tmp_path):
-    """Each crafted file, alone in its own interpreter, through
-    load_local_checkpoint."""
+def test_crafted_checkpoint_is_refused(name, attack_files, each_alone):
     path, marker = attack_files[name]
-    reports = probe('load_local_checkpoint', [path], tmp_path)
-    assert_refused(reports[path], path, marker, ATTACKS[name][1])
+    assert_refused(each_alone[path], path, marker, ATTACKS[name][1])
 
 
 @pytest.mark.parametrize('entry', [

@@ -1,5 +1,7 @@
 """The model-zoo tables and metafiles agree with the configs."""
 import glob
+import importlib.util
+import json
 import os.path as osp
 import re
 
@@ -9,6 +11,7 @@ from mmengine.config import Config
 from mmengine.registry import MODELS, DefaultScope
 
 import mmcot  # noqa: F401
+from mmcot.analysis import model_complexity
 
 from ..conftest import REPO, run_tool
 
@@ -51,6 +54,37 @@ def paper_configs(folder):
 def test_generated_files_are_up_to_date():
     result = run_tool('tools/analysis/model_zoo.py', '--check', check=False)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def load_model_zoo_tool():
+    path = osp.join(REPO, 'tools', 'analysis', 'model_zoo.py')
+    spec = importlib.util.spec_from_file_location('model_zoo', path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_kept_counts_are_what_the_models_count_now():
+    """docs/complexity.json spares ``--check`` counting some 50 models: each
+    entry's key is its config's model and size now, and the smallest model
+    of each config folder, counted afresh, gives the kept params and
+    FLOPs."""
+    tool = load_model_zoo_tool()
+    with open(osp.join(REPO, tool.COMPLEXITY)) as f:
+        kept = json.load(f)
+    smallest = {}
+    for key, entry in sorted(kept.items(), key=lambda kv: kv[1]['flops']):
+        cfg = Config.fromfile(osp.join(REPO, entry['config']))
+        assert tool.complexity_key(cfg, entry['shape']) == key, entry
+        smallest.setdefault(osp.dirname(entry['config']), (cfg, entry))
+    assert sorted(smallest) == [
+        'configs/cascade_mask_rcnn', 'configs/cascade_rcnn', 'configs/cotnet',
+        'configs/faster_rcnn', 'configs/mask_rcnn', 'configs/upernet'
+    ]
+    for cfg, entry in smallest.values():
+        counted = model_complexity(cfg, tuple(entry['shape']))
+        assert (counted['params'], counted['flops']) == (
+            entry['params'], entry['flops']), entry['config']
 
 
 def test_every_classification_config_listed_with_its_params():

@@ -2,9 +2,12 @@
 
     python tools/analysis/model_zoo.py          # write them
     python tools/analysis/model_zoo.py --check  # exit 1 if any is stale
+    python tools/analysis/model_zoo.py --remeasure  # count every model again
 
 Sources: the configs (params and FLOPs are measured here, on the model each
-config builds, the local aggregation counted), the benchmark measurements in
+config builds, the local aggregation counted; the counts are kept in
+docs/complexity.json by model config and image size, and only a model not
+there is counted again), the benchmark measurements in
 docs/benchmarks/*.json (tools/analysis/benchmark.py), and the paper's
 accuracies (cited per row). Writes:
 
@@ -12,10 +15,12 @@ accuracies (cited per row). Writes:
   configs/cotnet/README.md and the detection and segmentation folders'
   README.md;
 * ``metafile.yml`` of each config folder and ``model-index.yml``;
+* docs/complexity.json (the counts);
 * docs/benchmarks/throughput_vs_top1.png (throughput against top-1).
 """
 import argparse
 import glob
+import hashlib
 import json
 import os
 import os.path as osp
@@ -27,7 +32,7 @@ import yaml
 from mmengine.config import Config
 
 from mmcot.analysis import (DETECTION_SHAPE, SEGMENTATION_SHAPE,
-                            default_input_shape, markdown_table,
+                            default_input_shape, format_range, markdown_table,
                             model_complexity)
 from mmcot.fileio import atomic_write
 from mmcot.version import __version__
@@ -168,20 +173,58 @@ def schedule_name(cfg: Config) -> str:
     return f'{cfg.train_cfg.max_epochs // 12}x'
 
 
+#: params and FLOPs measured on the configs' models, kept between runs
+COMPLEXITY = 'docs/complexity.json'
+
+
+def complexity_key(cfg: Config, shape: tuple) -> str:
+    """What a count depends on: the model's config and the image size."""
+    model = json.dumps(cfg.model.to_dict(), sort_keys=True)
+    return hashlib.sha256(f'{model} {tuple(shape)}'.encode()).hexdigest()
+
+
 class Complexity:
-    """Params and FLOPs per model, measured once per (model, size)."""
+    """Params and FLOPs per model and image size.
 
-    def __init__(self):
-        self.cache = {}
+    Counting a detector at 1280x800 takes seconds, the 50 configs minutes,
+    so counts are kept in docs/complexity.json under :func:`complexity_key`:
+    a config whose model or size changed misses and is measured again.
+    ``used`` holds what this run asked for, to be written back.
+    """
 
-    def __call__(self, cfg: Config, shape: tuple) -> dict:
-        """``shape``: (H, W) of the counted image."""
-        key = (json.dumps(cfg.model.to_dict(), sort_keys=True), shape)
-        if key not in self.cache:
-            result = model_complexity(cfg, shape)
-            self.cache[key] = dict(
-                params=result['params'], flops=result['flops'])
-        return self.cache[key]
+    def __init__(self, known: dict = None):
+        self.known = known or {}
+        self.used = {}
+
+    def __call__(self, cfg: Config, shape: tuple, name: str) -> dict:
+        """``shape``: (H, W) of the counted image; ``name``: the config's
+        path, kept beside the counts for readers of the file."""
+        key = complexity_key(cfg, shape)
+        if key not in self.used:
+            counts = self.known.get(key)
+            if counts is None:
+                result = model_complexity(cfg, shape)
+                counts = dict(
+                    params=result['params'], flops=result['flops'])
+            self.used[key] = dict(
+                config=name, shape=list(shape), params=counts['params'],
+                flops=counts['flops'])
+        return self.used[key]
+
+    @classmethod
+    def from_file(cls, path: str) -> 'Complexity':
+        if not osp.isfile(path):
+            return cls()
+        with open(path) as f:
+            return cls(json.load(f))
+
+    def dumps(self) -> str:
+        """One line per count, by config."""
+        entries = sorted(self.used.items(),
+                         key=lambda kv: (kv[1]['config'], kv[1]['shape']))
+        return '{\n' + ',\n'.join(
+            f' {json.dumps(key)}: {json.dumps(counts, sort_keys=True)}'
+            for key, counts in entries) + '\n}\n'
 
 
 def classification_rows(complexity: Complexity) -> list:
@@ -206,7 +249,7 @@ def classification_rows(complexity: Complexity) -> list:
                 raise FileNotFoundError(f'{path} is missing')
             cfg = Config.fromfile(rel(path))
             size = default_input_shape(cfg)[0]
-            measured = complexity(cfg, default_input_shape(cfg))
+            measured = complexity(cfg, default_input_shape(cfg), path)
             rows.append(
                 dict(
                     name=name,
@@ -302,8 +345,7 @@ def ratio_cell(row: dict, key: str) -> str:
     where the run recorded them."""
     cell = f'{row[key]:.2f}'
     if f'{key}_iqr' in row:
-        q1, q3 = row[f'{key}_iqr']
-        cell += f' ({q1:.2f}-{q3:.2f})'
+        cell += f' ({format_range(row[key + "_iqr"])})'
     return cell
 
 
@@ -386,15 +428,16 @@ def readme_zoo(rows: list, benchmarks: list) -> str:
 def detection_configs(folder: str, complexity: 'Complexity') -> list:
     title, results = DETECTION[folder]
     rows = []
-    for path in sorted(glob.glob(rel('configs', folder, '*_coco.py'))):
-        config = osp.basename(path)
+    for found in sorted(glob.glob(rel('configs', folder, '*_coco.py'))):
+        config = osp.basename(found)
         token = config.split('_')[1]
         box, mask = results[token]
-        cfg = Config.fromfile(path)
-        measured = complexity(cfg, DETECTION_SHAPE)
+        cfg = Config.fromfile(found)
+        path = osp.join('configs', folder, config)
+        measured = complexity(cfg, DETECTION_SHAPE, path)
         rows.append(
             dict(
-                config=osp.join('configs', folder, config),
+                config=path,
                 token=token,
                 backbone=DET_BACKBONE[token],
                 box=box,
@@ -417,16 +460,17 @@ SEGMENTATION = OrderedDict([
 
 def segmentation_configs(complexity: 'Complexity') -> list:
     rows = []
-    for path in sorted(glob.glob(rel('configs', 'upernet', '*.py'))):
-        config = osp.basename(path)
+    for found in sorted(glob.glob(rel('configs', 'upernet', '*.py'))):
+        config = osp.basename(found)
         _, token, _, data = config[:-len('.py')].split('_')
         if data not in SEGMENTATION:
             continue  # the demo
-        cfg = Config.fromfile(path)
-        measured = complexity(cfg, SEGMENTATION_SHAPE)
+        cfg = Config.fromfile(found)
+        path = osp.join('configs', 'upernet', config)
+        measured = complexity(cfg, SEGMENTATION_SHAPE, path)
         rows.append(
             dict(
-                config=osp.join('configs', 'upernet', config),
+                config=path,
                 token=token,
                 backbone=DET_BACKBONE[token],
                 data=data,
@@ -657,9 +701,11 @@ def dump_yaml(data) -> str:
         allow_unicode=True)
 
 
-def generate() -> dict:
-    """{path: new text} of every generated text file."""
-    complexity = Complexity()
+def generate(remeasure: bool = False) -> dict:
+    """{path: new text} of every generated text file; ``remeasure``: count
+    every model again rather than take docs/complexity.json's counts."""
+    complexity = Complexity() if remeasure else Complexity.from_file(
+        rel(COMPLEXITY))
     rows = classification_rows(complexity)
     benchmarks = load_benchmarks()
     files = {}
@@ -689,6 +735,7 @@ def generate() -> dict:
         segmentation_metafile(segmentation_rows))
     metafiles.append('configs/upernet/metafile.yml')
     files['model-index.yml'] = dump_yaml(OrderedDict(Import=metafiles))
+    files[COMPLEXITY] = complexity.dumps()
     return files, rows, benchmarks
 
 
@@ -698,8 +745,12 @@ def main():
         '--check',
         action='store_true',
         help='only compare: exit 1 if a generated file is stale')
+    parser.add_argument(
+        '--remeasure',
+        action='store_true',
+        help=f'count every model again, not only those {COMPLEXITY} lacks')
     args = parser.parse_args()
-    files, rows, benchmarks = generate()
+    files, rows, benchmarks = generate(args.remeasure)
     stale = [
         path for path, text in files.items()
         if not osp.isfile(rel(path)) or open(rel(path)).read() != text
