@@ -108,8 +108,16 @@ def _init_cpu_process_group(cfg: Config) -> None:
 
 
 def _destroy_process_group() -> None:
+    """At exit: free what still holds the group (the finished runner's DDP
+    model lingers in reference cycles until the interpreter's last
+    collection), so that destroying it joins gloo's threads now rather than
+    during the interpreter's teardown, where a C++ thread destroyed unjoined
+    aborts the process ("terminate called without an active exception")."""
+    import gc
+
     import torch.distributed as dist
     if dist.is_initialized():
+        gc.collect()
         dist.destroy_process_group()
 
 
