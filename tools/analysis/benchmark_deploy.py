@@ -124,11 +124,11 @@ def main():
             batch_times = times[(info['model'], runtime, args.batch)]
             reference = times[('ResNet-50', runtime, args.batch)]
             ratio, quartiles = speed_ratio(reference, batch_times)
+            batch_ms = statistics.median(batch_times)
             rows.append({
                 'model': info['model'],
                 'runtime': runtime,
-                'img_per_s':
-                args.batch / statistics.median(batch_times) * 1e3,
+                'img_per_s': args.batch / batch_ms * 1e3,
                 'latency_ms': statistics.median(
                     times[(info['model'], runtime, 1)]),
                 'vs_ResNet-50': ratio,

@@ -343,10 +343,9 @@ def cotnet_tables(rows: list, benchmarks: list) -> str:
 def ratio_cell(row: dict, key: str) -> str:
     """A ratio to ResNet-50, with the quartiles of its per-round ratios
     where the run recorded them."""
+    quartiles = row.get(f'{key}_iqr')
     cell = f'{row[key]:.2f}'
-    if f'{key}_iqr' in row:
-        cell += f' ({format_range(row[key + "_iqr"])})'
-    return cell
+    return f'{cell} ({format_range(quartiles)})' if quartiles else cell
 
 
 def throughput_title(run: dict) -> str:
