@@ -186,7 +186,9 @@ def local_aggregation(input: torch.Tensor,
     """Aggregate ``K x K`` windows of ``input`` with per-pixel ``weight``.
 
     Runs the compiled CPU (float32/64) or CUDA (float32/64/16, bfloat16)
-    kernels, and the pure-PyTorch reference otherwise.
+    kernels, and the pure-PyTorch reference otherwise. Like a convolution,
+    it returns a channels-last output for a channels-last ``input`` (the CPU
+    kernels then read the values and the weights where they lie).
 
     Args:
         input (Tensor): values of shape (N, C, H, W).

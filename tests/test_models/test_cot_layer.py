@@ -53,6 +53,30 @@ def test_cot_layer_gradients_match_equations():
         torch.testing.assert_close(g, g_expected)
 
 
+@pytest.mark.parametrize('layer_type', [CoTLayer, CoXtLayer])
+@pytest.mark.parametrize('stride', [1, 2])
+def test_channels_last_layer_equals_contiguous(layer_type, stride):
+    """A layer and input in channels-last memory (what
+    ``model.to(memory_format=torch.channels_last)`` gives) compute what the
+    contiguous ones do, and give a channels-last output; the gradients too."""
+    torch.manual_seed(0)
+    layer = layer_type(64, 64, stride=stride).double()
+    x = torch.randn(2, 64, 9, 7, dtype=torch.float64, requires_grad=True)
+    out = layer(x)
+    grads = torch.autograd.grad(out, (x, layer.embed[0].weight),
+                                torch.ones_like(out))
+    layer = layer.to(memory_format=torch.channels_last)
+    xc = x.detach().contiguous(
+        memory_format=torch.channels_last).requires_grad_()
+    out_c = layer(xc)
+    assert out_c.is_contiguous(memory_format=torch.channels_last)
+    grads_c = torch.autograd.grad(out_c, (xc, layer.embed[0].weight),
+                                  torch.ones_like(out_c))
+    torch.testing.assert_close(out_c, out)
+    for got, want in zip(grads_c, grads):
+        torch.testing.assert_close(got, want)
+
+
 def test_build_conv_layer_gives_cot_in_place_of_3x3():
     layer = build_conv_layer(dict(type='CoT'), 64, 64, 3, stride=2,
                              padding=1, bias=False)

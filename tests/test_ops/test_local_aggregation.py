@@ -181,6 +181,96 @@ def test_kernel_matches_reference_over_windows(device, dtype, tol, shape,
         assert (got - want).abs().max() <= tol * scale
 
 
+def channels_last(x, a, batch_stride=None):
+    """``x`` in channels-last memory and ``a`` pixel-major: what a conv
+    and a GroupNorm give in a channels-last model. ``batch_stride``
+    replaces the stride of a batch of one (any stride is valid there)."""
+    n, heads, groups, taps, out_h, out_w = a.shape
+    xc = x.detach().contiguous(memory_format=torch.channels_last)
+    if batch_stride is not None:
+        assert n == 1
+        xc = xc.as_strided(xc.shape, (batch_stride, ) + xc.stride()[1:])
+    ac = a.detach().reshape(n, -1, out_h, out_w).contiguous(
+        memory_format=torch.channels_last).view(a.shape)
+    assert not xc.is_contiguous() and not ac.is_contiguous()
+    return xc.requires_grad_(), ac.requires_grad_()
+
+
+# (n, c, h, w, heads, groups): C = 8 G with G a multiple of the channels-last
+# kernel's vector of groups (8 float, 4 double), one with G = 12 (a block and
+# a remainder in float), and C != 8 G (no blocks)
+CHANNELS_LAST_SHAPES = [(2, 64, 5, 6, 2, 8), (1, 96, 4, 5, 1, 12),
+                        (2, 6, 7, 9, 2, 3)]
+
+
+@requires_ext
+@pytest.mark.parametrize('dtype,tol', [(torch.float64, 1e-12),
+                                       (torch.float32, 1e-5)])
+@pytest.mark.parametrize('shape', CHANNELS_LAST_SHAPES)
+@pytest.mark.parametrize('window', WINDOW_PLANS)
+def test_channels_last_matches_reference(dtype, tol, shape, window):
+    """Channels-last values and pixel-major weights (the CPU kernel of that
+    layout): the forward and both gradients equal the reference's, the
+    output and the input gradient are channels-last as the input is."""
+    x, a, kw = make_window_case(shape, window, dtype, 'cpu')
+    xc, ac = channels_last(x, a)
+    out = local_aggregation(xc, ac, **kw)
+    ref = local_aggregation_reference(x, a, **kw)
+    grad = torch.randn_like(ref)
+    gx, ga = torch.autograd.grad(out, (xc, ac), grad)
+    rx, ra = torch.autograd.grad(ref, (x, a), grad)
+    for got, want in ((out, ref), (gx, rx), (ga, ra)):
+        scale = want.abs().max().clamp_min(1)
+        assert (got - want).abs().max() <= tol * scale
+    channels_last_results = (out, gx) if min(out.shape[2:]) > 1 else (gx, )
+    for result in channels_last_results:
+        assert result.is_contiguous(memory_format=torch.channels_last)
+        assert not result.is_contiguous()
+
+
+@requires_ext
+@pytest.mark.parametrize('device', DEVICES)
+def test_channels_last_batch_of_one_with_any_batch_stride(device):
+    """A batch of one in channels-last memory whose batch stride is not the
+    image size (what ``view`` gives) is channels-last all the same."""
+    x, a, kw = make_case(1, 16, 5, 6, 1, 2, 3, 1, 1, torch.float64, device)
+    xc, ac = channels_last(x, a, batch_stride=16)
+    out = local_aggregation(xc, ac, **kw)
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(out, local_aggregation_reference(x, a, **kw))
+
+
+@requires_ext
+@pytest.mark.parametrize('device', DEVICES)
+@pytest.mark.parametrize('layout', ['contiguous', 'channels_last',
+                                    'batch_stride'])
+def test_meta_kernels_give_the_kernels_strides(device, layout):
+    """What torch.compile and torch.export trace with (the Meta kernels,
+    through FakeTensor) has the shapes and strides the kernels return, for
+    the forward and both gradients."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    x, a, kw = make_case(1, 16, 5, 6, 1, 2, 3, 1, 1, torch.float32, device)
+    x, a = x.detach(), a.detach()
+    if layout != 'contiguous':
+        x, a = channels_last(
+            x, a, batch_stride=16 if layout == 'batch_stride' else None)
+        x, a = x.detach(), a.detach()
+    window = [[v, v] for v in kw.values()]
+    grad = torch.randn(1, 16, 5, 6, device=device)
+
+    def run(x, a, grad):
+        out = torch.ops.mmcot.local_aggregation(x, a, *window)
+        grads = torch.ops.mmcot.local_aggregation_backward(
+            grad, x, a, *window, True, True)
+        return (out, *grads)
+
+    real = run(x, a, grad)
+    with FakeTensorMode() as mode:
+        fake = run(*(mode.from_tensor(t) for t in (x, a, grad)))
+    for r, f in zip(real, fake):
+        assert (f.shape, f.stride()) == (r.shape, r.stride())
+
+
 @pytest.mark.parametrize('shape', SHAPES)
 @pytest.mark.parametrize('window', WINDOWS)
 def test_decomposition_matches_definition(shape, window):

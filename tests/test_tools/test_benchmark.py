@@ -13,6 +13,7 @@ from mmcot.analysis import (interleaved_median_ms, interleaved_times_ms,
 from ..conftest import REPO, run_tool
 
 sys.path.insert(0, osp.join(REPO, 'tools', 'analysis'))
+import benchmark  # noqa: E402
 import benchmark_op  # noqa: E402
 
 
@@ -139,6 +140,23 @@ def test_benchmark_ratios_are_to_resnet50_of_the_same_run(tmp_path):
         assert ref[f'{key}_iqr'] == [1.0, 1.0]
         assert cot[f'{key}_iqr'] == pytest.approx([cot[key]] * 2)
     assert cot['train_peak_MiB'] > 0
+
+
+@pytest.mark.parametrize('memory_format,conv_layout', [
+    ('contiguous', torch.contiguous_format),
+    ('channels_last', torch.channels_last)])
+def test_benchmark_memory_format_is_every_model_and_input(
+        monkeypatch, memory_format, conv_layout):
+    monkeypatch.setattr(sys, 'argv', [
+        'benchmark.py', '--models', 'CoTNet-50', '--shape', '32',
+        '--det-shape', '64', '96', '--memory-format', memory_format
+    ])
+    args = benchmark.parse_args()
+    runner = benchmark.ModelRunner('CoTNet-50', args, 'fp32')
+    for tensor in (runner.images, runner.batch, runner.det_image,
+                   runner.model.backbone.conv1.weight):
+        assert tensor.is_contiguous(memory_format=conv_layout)
+        assert tensor.is_contiguous() == (memory_format == 'contiguous')
 
 
 @pytest.mark.parametrize('args,message', [

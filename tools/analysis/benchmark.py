@@ -3,7 +3,8 @@ ResNeSt-50, measured in the same run.
 
     python tools/analysis/benchmark.py [--device cpu|cuda] [--batch 8]
         [--shape 224] [--det-shape 800 1333] [--dtypes fp32 fp16 bf16]
-        [--models MODEL ...] [--json OUT] [--markdown OUT]
+        [--memory-format contiguous|channels_last] [--models MODEL ...]
+        [--json OUT] [--markdown OUT]
 
 Each model is an ImageNet classifier (backbone, global pooling, 1000-way
 linear head). Per model and precision: inference throughput (images/s,
@@ -16,8 +17,9 @@ that the ratio columns, each model's throughput over ResNet-50's, compare
 models under the same conditions; each comes with the first and third
 quartiles of the ratios of the single rounds (``*_iqr``), so that a
 difference within the machine's noise reads as one. fp16/bf16 run under
-``torch.autocast`` (GPU only). On a CPU, the peak memory is measured for
-each model in a fresh forked process.
+``torch.autocast`` (GPU only). ``--memory-format channels_last`` runs
+every model and input in channels-last memory. On a CPU, the peak memory
+is measured for each model in a fresh forked process.
 """
 import argparse
 import json
@@ -34,6 +36,10 @@ from mmcot.analysis.classifiers import BACKBONES, build_classifier
 from mmcot.fileio import atomic_write
 
 DTYPES = {'fp32': None, 'fp16': torch.float16, 'bf16': torch.bfloat16}
+MEMORY_FORMATS = {
+    'contiguous': torch.contiguous_format,
+    'channels_last': torch.channels_last
+}
 REFERENCE = 'ResNet-50'
 
 
@@ -52,6 +58,11 @@ def parse_args():
         nargs='+',
         choices=list(DTYPES),
         help='precisions (default: fp32 on a CPU, all three on a GPU)')
+    parser.add_argument(
+        '--memory-format',
+        default='contiguous',
+        choices=list(MEMORY_FORMATS),
+        help='of every model and input (default: contiguous)')
     parser.add_argument('--batch', type=int, default=8, help='inference')
     parser.add_argument('--train-batch', type=int, default=8)
     parser.add_argument('--shape', type=int, default=224)
@@ -92,7 +103,9 @@ class ModelRunner:
         torch.manual_seed(0)
         self.device = device = args.device
         self.dtype = DTYPES[dtype_name]
-        self.model = build_classifier(name).to(device)
+        memory_format = MEMORY_FORMATS[args.memory_format]
+        self.model = build_classifier(name).to(
+            device, memory_format=memory_format)
         self.params = sum(p.numel() for p in self.model.parameters())
         self.optimizer = torch.optim.SGD(
             self.model.parameters(), lr=1e-3, momentum=0.9)
@@ -105,6 +118,11 @@ class ModelRunner:
         self.det_image = (
             torch.randn(1, 3, *args.det_shape, device=device)
             if args.det_shape else None)
+        for name in ('images', 'batch', 'det_image'):
+            tensor = getattr(self, name)
+            if tensor is not None:
+                setattr(self, name,
+                        tensor.contiguous(memory_format=memory_format))
 
     def autocast(self):
         return torch.autocast(
@@ -214,12 +232,13 @@ def main():
         train_batch=args.train_batch,
         shape=args.shape,
         det_shape=args.det_shape,
+        memory_format=args.memory_format,
         repeats=args.repeats,
         warmup=args.warmup,
         interleaved=True)
     title = (f'{setup["device"]}, torch {setup["torch"]}, inference batch '
              f'{args.batch}, training batch {args.train_batch}, '
-             f'{args.shape}x{args.shape}'
+             f'{args.shape}x{args.shape}, {args.memory_format}'
              + (f', backbone at {args.det_shape[0]}x{args.det_shape[1]} '
                 'batch 1' if setup['det_shape'] else '') +
              f', median of {args.repeats}, models in turns')

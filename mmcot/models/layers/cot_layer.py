@@ -169,10 +169,11 @@ class CoTLayer(BaseModule):
         k = self.key_embed(x)
         weight = self.aggregation_weights(x, k)
         # one aggregation per cardinality group, each with its own weights
-        weight = weight.view(n * self.cardinality, 1, -1,
-                             self.kernel_size**2, h, w)
-        v = self.conv1x1(x).view(n * self.cardinality, -1, h, w)
-        v = self.local_conv(v, weight).view(n, c, h, w)
+        # (reshape: in channels-last memory the groups are no view)
+        weight = weight.reshape(n * self.cardinality, 1, -1,
+                                self.kernel_size**2, h, w)
+        v = self.conv1x1(x).reshape(n * self.cardinality, -1, h, w)
+        v = self.local_conv(v, weight).reshape(n, c, h, w)
         v = self.act(self.bn(v))
 
         # mean(v + k) as mean(v) + mean(k): no full-size sum is formed

@@ -24,8 +24,6 @@ LocalAggregationShape make_shape(const at::Tensor& input,
               "input and weight must have the same dtype");
   TORCH_CHECK(input.device() == weight.device(),
               "input and weight must be on the same device");
-  TORCH_CHECK(input.is_contiguous() && weight.is_contiguous(),
-              "input and weight must be contiguous");
   LocalAggregationShape s;
   s.batch = input.size(0);
   s.channels = input.size(1);
@@ -62,6 +60,14 @@ LocalAggregationShape make_shape(const at::Tensor& input,
   return s;
 }
 
+// The weight (N, heads, G, K*K, H', W') with the memory of a channels-last
+// (N, heads*G*K*K, H', W') tensor: all weights of one pixel together.
+at::Tensor pixel_major(const at::Tensor& weight) {
+  return weight.permute({0, 4, 5, 1, 2, 3})
+      .contiguous()
+      .permute({0, 3, 4, 5, 1, 2});
+}
+
 }  // namespace
 
 at::Tensor local_aggregation_forward(const at::Tensor& input,
@@ -72,13 +78,28 @@ at::Tensor local_aggregation_forward(const at::Tensor& input,
                                      std::vector<int64_t> dilation) {
   const auto shape =
       make_shape(input, weight, kernel_size, stride, padding, dilation);
-  at::Tensor output = at::empty(
-      {shape.batch, shape.heads * shape.channels, shape.out_height,
-       shape.out_width},
-      input.options());
+  const at::MemoryFormat format = result_memory_format(input);
+  const auto options = input.options();
+  const std::vector<int64_t> sizes = {shape.batch,
+                                      shape.heads * shape.channels,
+                                      shape.out_height, shape.out_width};
+  at::Tensor output = at::empty(sizes, options.memory_format(format));
   if (output.numel() == 0) return output;
-  dispatch_device_impl<LocalAggregationForwardOp>(input, input, weight, output,
-                                                  shape);
+  if (format == at::MemoryFormat::ChannelsLast &&
+      DeviceImpls<LocalAggregationForwardChannelsLastOp>::get().find(
+          input.device().type()) != nullptr) {
+    dispatch_device_impl<LocalAggregationForwardChannelsLastOp>(
+        input, input.contiguous(format), pixel_major(weight), output, shape);
+  } else if (output.is_contiguous()) {
+    dispatch_device_impl<LocalAggregationForwardOp>(
+        input, input.contiguous(), weight.contiguous(), output, shape);
+  } else {
+    at::Tensor contiguous_output = at::empty(sizes, options);
+    dispatch_device_impl<LocalAggregationForwardOp>(
+        input, input.contiguous(), weight.contiguous(), contiguous_output,
+        shape);
+    output.copy_(contiguous_output);
+  }
   return output;
 }
 
@@ -90,27 +111,31 @@ std::vector<at::Tensor> local_aggregation_backward(
     bool need_weight_grad) {
   const auto shape =
       make_shape(input, weight, kernel_size, stride, padding, dilation);
-  TORCH_CHECK(grad_output.is_contiguous() &&
-                  grad_output.scalar_type() == input.scalar_type() &&
+  TORCH_CHECK(grad_output.scalar_type() == input.scalar_type() &&
                   grad_output.device() == input.device(),
-              "grad_output must be contiguous, of the input's dtype and on "
-              "its device");
+              "grad_output must be of the input's dtype and on its device");
   TORCH_CHECK(grad_output.dim() == 4 && grad_output.size(0) == shape.batch &&
                   grad_output.size(1) == shape.heads * shape.channels &&
                   grad_output.size(2) == shape.out_height &&
                   grad_output.size(3) == shape.out_width,
               "grad_output has the wrong shape");
-  at::Tensor grad_input =
-      need_input_grad ? at::empty_like(input) : at::Tensor();
-  at::Tensor grad_weight =
-      need_weight_grad ? at::empty_like(weight) : at::Tensor();
+  at::Tensor grad_input = need_input_grad
+                              ? at::empty(input.sizes(), input.options())
+                              : at::Tensor();
+  at::Tensor grad_weight = need_weight_grad
+                               ? at::empty(weight.sizes(), weight.options())
+                               : at::Tensor();
   if ((need_input_grad || need_weight_grad) && input.numel() > 0 &&
       weight.numel() > 0) {
     dispatch_device_impl<LocalAggregationBackwardOp>(
-        input, grad_output, input, weight, grad_input, grad_weight, shape);
+        input, grad_output.contiguous(), input.contiguous(),
+        weight.contiguous(), grad_input, grad_weight, shape);
   } else {
     if (grad_input.defined()) grad_input.zero_();
     if (grad_weight.defined()) grad_weight.zero_();
+  }
+  if (grad_input.defined()) {
+    grad_input = grad_input.contiguous(result_memory_format(input));
   }
   return {grad_input, grad_weight};
 }

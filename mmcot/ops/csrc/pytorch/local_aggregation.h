@@ -17,6 +17,15 @@ struct LocalAggregationForwardOp {
   static constexpr const char* name = "local_aggregation_forward";
 };
 
+// The same on channels-last tensors: input (N, C, H, W) in channels-last
+// memory, weight (N, heads, G, K*K, H', W') pixel-major (the memory of a
+// channels-last (N, heads*G*K*K, H', W') tensor), output channels-last.
+// Devices without it run the contiguous kernels.
+struct LocalAggregationForwardChannelsLastOp {
+  using Fn = LocalAggregationForwardOp::Fn;
+  static constexpr const char* name = "local_aggregation_forward_channels_last";
+};
+
 // grad_input / grad_weight may be undefined tensors when not required.
 struct LocalAggregationBackwardOp {
   using Fn = void (*)(const at::Tensor& grad_output, const at::Tensor& input,
@@ -26,8 +35,22 @@ struct LocalAggregationBackwardOp {
   static constexpr const char* name = "local_aggregation_backward";
 };
 
+// The memory format of the results for this input: channels-last where its
+// memory is (a size-1 batch may have any stride), else what PyTorch
+// suggests for its strides.
+inline at::MemoryFormat result_memory_format(const at::Tensor& input) {
+  if (input.is_contiguous(at::MemoryFormat::ChannelsLast) &&
+      !input.is_contiguous()) {
+    return at::MemoryFormat::ChannelsLast;
+  }
+  return input.suggest_memory_format();
+}
+
 // The C++ entry points (local_aggregation.cpp): checks, device dispatch;
-// the operators of pybind.cpp call them.
+// the operators of pybind.cpp call them. Tensors of any strides: the
+// forward returns a channels-last output for a channels-last input (as
+// convolutions do), and the backward returns grad_input in the input's
+// memory format and a contiguous grad_weight.
 at::Tensor local_aggregation_forward(const at::Tensor& input,
                                      const at::Tensor& weight,
                                      std::vector<int64_t> kernel_size,

@@ -21,9 +21,9 @@ using Window = c10::IntArrayRef;
 at::Tensor forward_kernel(const at::Tensor& input, const at::Tensor& weight,
                           Window kernel_size, Window stride, Window padding,
                           Window dilation) {
-  return local_aggregation_forward(input.contiguous(), weight.contiguous(),
-                                   kernel_size.vec(), stride.vec(),
-                                   padding.vec(), dilation.vec());
+  return local_aggregation_forward(input, weight, kernel_size.vec(),
+                                   stride.vec(), padding.vec(),
+                                   dilation.vec());
 }
 
 // An unneeded gradient is an empty tensor: an operator returns tensors.
@@ -32,26 +32,30 @@ std::tuple<at::Tensor, at::Tensor> backward_kernel(
     const at::Tensor& weight, Window kernel_size, Window stride,
     Window padding, Window dilation, bool need_input, bool need_weight) {
   auto grads = local_aggregation_backward(
-      grad_output.contiguous(), input.contiguous(), weight.contiguous(),
-      kernel_size.vec(), stride.vec(), padding.vec(), dilation.vec(),
-      need_input, need_weight);
+      grad_output, input, weight, kernel_size.vec(), stride.vec(),
+      padding.vec(), dilation.vec(), need_input, need_weight);
   return {need_input ? grads[0] : input.new_empty({0}),
           need_weight ? grads[1] : weight.new_empty({0})};
 }
 
+// Shapes and memory formats as local_aggregation.h's entry points give them.
 at::Tensor forward_meta(const at::Tensor& input, const at::Tensor& weight,
                         Window, Window, Window, Window) {
-  return at::empty_symint({input.sym_size(0),
-                           weight.sym_size(1) * input.sym_size(1),
-                           weight.sym_size(4), weight.sym_size(5)},
-                          input.options());
+  return at::empty_symint(
+      {input.sym_size(0), weight.sym_size(1) * input.sym_size(1),
+       weight.sym_size(4), weight.sym_size(5)},
+      input.options().memory_format(result_memory_format(input)));
 }
 
 std::tuple<at::Tensor, at::Tensor> backward_meta(
     const at::Tensor&, const at::Tensor& input, const at::Tensor& weight,
     Window, Window, Window, Window, bool need_input, bool need_weight) {
-  return {need_input ? at::empty_like(input) : input.new_empty({0}),
-          need_weight ? at::empty_like(weight) : weight.new_empty({0})};
+  const auto input_options =
+      input.options().memory_format(result_memory_format(input));
+  return {need_input ? at::empty_symint(input.sym_sizes(), input_options)
+                     : input.new_empty({0}),
+          need_weight ? at::empty_symint(weight.sym_sizes(), weight.options())
+                      : weight.new_empty({0})};
 }
 
 at::Tensor call_forward(const at::Tensor& input, const at::Tensor& weight,

@@ -33,6 +33,7 @@ KernelIsa chosen_isa() {
 template <typename T>
 struct Kernels {
   decltype(&base::forward<T>) forward;
+  decltype(&base::forward_channels_last<T>) forward_channels_last;
   decltype(&base::backward<T>) backward;
 };
 
@@ -41,9 +42,11 @@ const Kernels<T>& kernels() {
   static const Kernels<T> chosen = [] {
 #ifdef MMCOT_CPU_X86_KERNELS
     if (chosen_isa() == KernelIsa::kAvx2)
-      return Kernels<T>{&avx2::forward<T>, &avx2::backward<T>};
+      return Kernels<T>{&avx2::forward<T>, &avx2::forward_channels_last<T>,
+                        &avx2::backward<T>};
 #endif
-    return Kernels<T>{&base::forward<T>, &base::backward<T>};
+    return Kernels<T>{&base::forward<T>, &base::forward_channels_last<T>,
+                      &base::backward<T>};
   }();
   return chosen;
 }
@@ -65,6 +68,20 @@ void local_aggregation_forward_cpu(const at::Tensor& input,
                                 weight.const_data_ptr<scalar_t>(),
                                 output.mutable_data_ptr<scalar_t>());
   });
+}
+
+// input channels-last, weight pixel-major, output channels-last (the
+// layouts of local_aggregation_cpu.h's forward_channels_last).
+void local_aggregation_forward_channels_last_cpu(
+    const at::Tensor& input, const at::Tensor& weight, at::Tensor& output,
+    const LocalAggregationShape& shape) {
+  AT_DISPATCH_FLOATING_TYPES(
+      input.scalar_type(), "local_aggregation_channels_last_cpu", [&] {
+        kernels<scalar_t>().forward_channels_last(
+            shape, input.const_data_ptr<scalar_t>(),
+            weight.const_data_ptr<scalar_t>(),
+            output.mutable_data_ptr<scalar_t>());
+      });
 }
 
 void local_aggregation_backward_cpu(const at::Tensor& grad_output,
@@ -93,6 +110,8 @@ void local_aggregation_backward_cpu(const at::Tensor& grad_output,
 
 MMCOT_REGISTER_DEVICE_IMPL(LocalAggregationForwardOp, CPU,
                            cpu::local_aggregation_forward_cpu);
+MMCOT_REGISTER_DEVICE_IMPL(LocalAggregationForwardChannelsLastOp, CPU,
+                           cpu::local_aggregation_forward_channels_last_cpu);
 MMCOT_REGISTER_DEVICE_IMPL(LocalAggregationBackwardOp, CPU,
                            cpu::local_aggregation_backward_cpu);
 

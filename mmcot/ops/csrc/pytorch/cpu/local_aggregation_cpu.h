@@ -15,13 +15,19 @@ namespace cpu {
 
 // The kernels of one instruction set, in a namespace of its name: base (any
 // CPU) and avx2 (AVX2 and FMA; an AVX-512 set measured no faster). Pointers
-// to contiguous tensors of the shapes of LocalAggregationShape; grad_input
-// or grad_weight null when not required. Instantiated for float and double.
+// to contiguous tensors of the shapes of LocalAggregationShape (for
+// forward_channels_last, its channels-last layouts: input (N, H, W, C),
+// weight (N, H', W', heads, G, K*K), output (N, H', W', heads*C));
+// grad_input or grad_weight null when not required. Instantiated for float
+// and double.
 #define MMCOT_DECLARE_CPU_KERNELS(isa)                                     \
   namespace isa {                                                          \
   template <typename T>                                                    \
   void forward(const LocalAggregationShape& s, const T* input,            \
                const T* weight, T* output);                                \
+  template <typename T>                                                    \
+  void forward_channels_last(const LocalAggregationShape& s,              \
+                             const T* input, const T* weight, T* output);  \
   template <typename T>                                                    \
   void backward(const LocalAggregationShape& s, const T* grad_output,     \
                 const T* input, const T* weight, T* grad_input,            \

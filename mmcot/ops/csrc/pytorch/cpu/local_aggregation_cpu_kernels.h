@@ -20,10 +20,15 @@
 // column mask drops the positions whose shifted column leaves the image:
 // long, vectorisable loops even for 7 x 7 maps. Otherwise a segment is the
 // valid part of one output row.
+//
+// The channels-last forward (forward_channels_last, what a channels-last
+// model runs) has one task per output row instead, each pixel's channels
+// contiguous: no copy of the values or the weights into planes and back.
 #include <ATen/Parallel.h>
 
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <vector>
 
 #include "local_aggregation_cpu.h"
@@ -234,6 +239,123 @@ void for_each_group_block(const LocalAggregationShape& s, const Task& task) {
   });
 }
 
+// Channels-last layouts: input (N, H, W, C), weight pixel-major
+// (N, H', W', heads, G, K*K), output (N, H', W', heads*C). Per output pixel
+// and head, the weights are transposed to tap-major (K*K, G), so that the
+// weights of consecutive groups, those of consecutive channels c = j*G + g,
+// lie together. With C = 8 G (CoTNet's share_planes) a block of kLanes
+// groups is summed over the window in 8 vector registers, one load of its
+// weights serving the 8 channels j*G + g of each group.
+// A 256-bit vector of T (GCC / Clang vector extensions: one register with
+// AVX2, two with the base instruction set).
+template <typename T>
+struct Vector;
+template <>
+struct Vector<float> {
+  typedef float type __attribute__((vector_size(32)));
+};
+template <>
+struct Vector<double> {
+  typedef double type __attribute__((vector_size(32)));
+};
+
+template <typename T>
+constexpr int64_t kLanes = 32 / sizeof(T);
+constexpr int64_t kChannelsPerGroup = 8;
+
+template <typename V, typename T>
+inline V load_vector(const T* from) {
+  V v;
+  std::memcpy(&v, from, sizeof(V));
+  return v;
+}
+
+// out[j * G + l] = sum_t weights[t][l] * values[t][j * G + l] for the 8
+// channels j and kLanes groups l of one block.
+template <typename T>
+inline void aggregate_group_block(T* __restrict__ out,
+                                  const T* const* __restrict__ values,
+                                  const T* const* __restrict__ weights,
+                                  int64_t taps, int64_t groups) {
+  using V = typename Vector<T>::type;
+  V acc[kChannelsPerGroup];
+#pragma GCC unroll 8
+  for (int64_t j = 0; j < kChannelsPerGroup; ++j) acc[j] = V{};
+  for (int64_t t = 0; t < taps; ++t) {
+    const V w = load_vector<V>(weights[t]);
+    const T* v = values[t];
+#pragma GCC unroll 8
+    for (int64_t j = 0; j < kChannelsPerGroup; ++j) {
+      acc[j] += w * load_vector<V>(v + j * groups);
+    }
+  }
+#pragma GCC unroll 8
+  for (int64_t j = 0; j < kChannelsPerGroup; ++j) {
+    std::memcpy(out + j * groups, &acc[j], sizeof(V));
+  }
+}
+
+template <typename T>
+void forward_channels_last_rows(const LocalAggregationShape& s,
+                                const T* input, const T* weight, T* output,
+                                int64_t row_begin, int64_t row_end) {
+  const int64_t groups = s.groups, channels = s.channels;
+  const int64_t pixel_weights = s.heads * groups * s.taps();
+  const bool blocked = channels == kChannelsPerGroup * groups;
+  const int64_t block_end = blocked ? groups - groups % kLanes<T> : 0;
+  std::vector<T> tap_major(s.taps() * groups);
+  std::vector<const T*> values(s.taps()), weights(s.taps());
+  for (int64_t row = row_begin; row < row_end; ++row) {
+    const int64_t n = row / s.out_height, y = row % s.out_height;
+    for (int64_t x = 0; x < s.out_width; ++x) {
+      const int64_t pixel = row * s.out_width + x;
+      // the taps inside the image; those in the padding add nothing
+      int64_t taps = 0;
+      for (int64_t i = 0; i < s.kernel_h; ++i) {
+        const int64_t y_in = y * s.stride_h - s.pad_h + i * s.dilation_h;
+        if (y_in < 0 || y_in >= s.height) continue;
+        for (int64_t j = 0; j < s.kernel_w; ++j) {
+          const int64_t x_in = x * s.stride_w - s.pad_w + j * s.dilation_w;
+          if (x_in < 0 || x_in >= s.width) continue;
+          values[taps] =
+              input + ((n * s.height + y_in) * s.width + x_in) * channels;
+          weights[taps++] = tap_major.data() + (i * s.kernel_w + j) * groups;
+        }
+      }
+      for (int64_t head = 0; head < s.heads; ++head) {
+        const T* w = weight + pixel * pixel_weights + head * groups * s.taps();
+        for (int64_t g = 0; g < groups; ++g) {
+          for (int64_t t = 0; t < s.taps(); ++t) {
+            tap_major[t * groups + g] = w[g * s.taps() + t];
+          }
+        }
+        T* out = output + (pixel * s.heads + head) * channels;
+        for (int64_t g = 0; g < block_end; g += kLanes<T>) {
+          aggregate_group_block(out + g, values.data(), weights.data(), taps,
+                                groups);
+          for (int64_t t = 0; t < taps; ++t) {
+            values[t] += kLanes<T>;
+            weights[t] += kLanes<T>;
+          }
+        }
+        for (int64_t t = 0; t < taps; ++t) {  // back to group 0
+          values[t] -= block_end;
+          weights[t] -= block_end;
+        }
+        for (int64_t g = block_end; g < groups; ++g) {
+          for (int64_t c = g; c < channels; c += groups) {
+            T sum = 0;
+            for (int64_t t = 0; t < taps; ++t) {
+              sum += weights[t][g] * values[t][c];
+            }
+            out[c] = sum;
+          }
+        }
+      }
+    }
+  }
+}
+
 }  // namespace
 
 template <typename T>
@@ -243,6 +365,16 @@ void forward(const LocalAggregationShape& s, const T* input, const T* weight,
   for_each_group_block<T>(s, [&](const GroupBlock& block) {
     forward_task(s, plan, input, weight, output, block);
   });
+}
+
+template <typename T>
+void forward_channels_last(const LocalAggregationShape& s, const T* input,
+                           const T* weight, T* output) {
+  at::parallel_for(0, s.batch * s.out_height, 1,
+                   [&](int64_t begin, int64_t end) {
+                     forward_channels_last_rows(s, input, weight, output,
+                                                begin, end);
+                   });
 }
 
 template <typename T>
@@ -260,6 +392,10 @@ template void forward(const LocalAggregationShape&, const float*,
                       const float*, float*);
 template void forward(const LocalAggregationShape&, const double*,
                       const double*, double*);
+template void forward_channels_last(const LocalAggregationShape&,
+                                    const float*, const float*, float*);
+template void forward_channels_last(const LocalAggregationShape&,
+                                    const double*, const double*, double*);
 template void backward(const LocalAggregationShape&, const float*,
                        const float*, const float*, float*, float*);
 template void backward(const LocalAggregationShape&, const double*,
