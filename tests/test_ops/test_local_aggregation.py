@@ -87,6 +87,20 @@ WINDOWS = [(1, 1, 1), (3, 1, 1), (3, 2, 1), (3, 1, 2), (5, 2, 2), (7, 1, 1),
            (7, 2, 1)]
 
 
+def assert_matches_reference(out, inputs, ref, ref_inputs, tol):
+    """``out`` and its gradients with respect to ``inputs`` within ``tol``
+    (relative to the largest value, at least 1) of ``ref`` and its gradients
+    with respect to ``ref_inputs``, for one random output gradient; returns
+    the gradients of ``out``."""
+    grad = torch.randn_like(ref)
+    grads = torch.autograd.grad(out, inputs, grad)
+    ref_grads = torch.autograd.grad(ref, ref_inputs, grad)
+    for got, want in zip((out, *grads), (ref, *ref_grads)):
+        scale = want.abs().max().clamp_min(1)
+        assert (got - want).abs().max() <= tol * scale
+    return grads
+
+
 @requires_ext
 @pytest.mark.parametrize('device', DEVICES)
 @pytest.mark.parametrize('dtype,tol', [(torch.float64, 1e-12),
@@ -95,14 +109,9 @@ WINDOWS = [(1, 1, 1), (3, 1, 1), (3, 2, 1), (3, 1, 2), (5, 2, 2), (7, 1, 1),
 @pytest.mark.parametrize('window', WINDOWS)
 def test_kernel_matches_reference(device, dtype, tol, shape, window):
     x, a, kw = make_case(*shape, *window, dtype, device)
-    out = local_aggregation(x, a, **kw)
-    ref = local_aggregation_reference(x, a, **kw)
-    grad = torch.randn_like(ref)
-    gx, ga = torch.autograd.grad(out, (x, a), grad)
-    rx, ra = torch.autograd.grad(ref, (x, a), grad)
-    for got, want in ((out, ref), (gx, rx), (ga, ra)):
-        scale = want.abs().max().clamp_min(1)
-        assert (got - want).abs().max() <= tol * scale
+    assert_matches_reference(local_aggregation(x, a, **kw), (x, a),
+                             local_aggregation_reference(x, a, **kw), (x, a),
+                             tol)
 
 
 # (kernel_size, stride, padding, dilation) reaching both plans of the CPU
@@ -171,14 +180,9 @@ def test_kernel_matches_reference_over_windows(device, dtype, tol, shape,
                                                window):
     """Forward and both gradients of the kernels, on both plans."""
     x, a, kw = make_window_case(shape, window, dtype, device)
-    out = local_aggregation(x, a, **kw)
-    ref = local_aggregation_reference(x, a, **kw)
-    grad = torch.randn_like(ref)
-    gx, ga = torch.autograd.grad(out, (x, a), grad)
-    rx, ra = torch.autograd.grad(ref, (x, a), grad)
-    for got, want in ((out, ref), (gx, rx), (ga, ra)):
-        scale = want.abs().max().clamp_min(1)
-        assert (got - want).abs().max() <= tol * scale
+    assert_matches_reference(local_aggregation(x, a, **kw), (x, a),
+                             local_aggregation_reference(x, a, **kw), (x, a),
+                             tol)
 
 
 def channels_last(x, a, batch_stride=None):
@@ -215,13 +219,9 @@ def test_channels_last_matches_reference(dtype, tol, shape, window):
     x, a, kw = make_window_case(shape, window, dtype, 'cpu')
     xc, ac = channels_last(x, a)
     out = local_aggregation(xc, ac, **kw)
-    ref = local_aggregation_reference(x, a, **kw)
-    grad = torch.randn_like(ref)
-    gx, ga = torch.autograd.grad(out, (xc, ac), grad)
-    rx, ra = torch.autograd.grad(ref, (x, a), grad)
-    for got, want in ((out, ref), (gx, rx), (ga, ra)):
-        scale = want.abs().max().clamp_min(1)
-        assert (got - want).abs().max() <= tol * scale
+    gx, _ = assert_matches_reference(out, (xc, ac),
+                                     local_aggregation_reference(x, a, **kw),
+                                     (x, a), tol)
     channels_last_results = (out, gx) if min(out.shape[2:]) > 1 else (gx, )
     for result in channels_last_results:
         assert result.is_contiguous(memory_format=torch.channels_last)

@@ -110,19 +110,16 @@ class ModelRunner:
         self.optimizer = torch.optim.SGD(
             self.model.parameters(), lr=1e-3, momentum=0.9)
         self.images = torch.randn(
-            args.batch, 3, args.shape, args.shape, device=device)
+            args.batch, 3, args.shape, args.shape,
+            device=device).contiguous(memory_format=memory_format)
         self.batch = torch.randn(
-            args.train_batch, 3, args.shape, args.shape, device=device)
+            args.train_batch, 3, args.shape, args.shape,
+            device=device).contiguous(memory_format=memory_format)
         self.labels = torch.randint(
             0, 1000, (args.train_batch, ), device=device)
         self.det_image = (
-            torch.randn(1, 3, *args.det_shape, device=device)
-            if args.det_shape else None)
-        for name in ('images', 'batch', 'det_image'):
-            tensor = getattr(self, name)
-            if tensor is not None:
-                setattr(self, name,
-                        tensor.contiguous(memory_format=memory_format))
+            torch.randn(1, 3, *args.det_shape, device=device).contiguous(
+                memory_format=memory_format) if args.det_shape else None)
 
     def autocast(self):
         return torch.autocast(

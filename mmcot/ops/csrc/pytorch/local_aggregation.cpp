@@ -79,28 +79,26 @@ at::Tensor local_aggregation_forward(const at::Tensor& input,
   const auto shape =
       make_shape(input, weight, kernel_size, stride, padding, dilation);
   const at::MemoryFormat format = result_memory_format(input);
-  const auto options = input.options();
-  const std::vector<int64_t> sizes = {shape.batch,
-                                      shape.heads * shape.channels,
-                                      shape.out_height, shape.out_width};
-  at::Tensor output = at::empty(sizes, options.memory_format(format));
-  if (output.numel() == 0) return output;
-  if (format == at::MemoryFormat::ChannelsLast &&
+  // channels-last kernels where the device has them, else the contiguous
+  // ones, their output then brought to the input's format
+  const bool channels_last_kernels =
+      format == at::MemoryFormat::ChannelsLast &&
       DeviceImpls<LocalAggregationForwardChannelsLastOp>::get().find(
-          input.device().type()) != nullptr) {
+          input.device().type()) != nullptr;
+  at::Tensor output = at::empty(
+      {shape.batch, shape.heads * shape.channels, shape.out_height,
+       shape.out_width},
+      input.options().memory_format(channels_last_kernels
+                                        ? format
+                                        : at::MemoryFormat::Contiguous));
+  if (output.numel() > 0 && channels_last_kernels) {
     dispatch_device_impl<LocalAggregationForwardChannelsLastOp>(
         input, input.contiguous(format), pixel_major(weight), output, shape);
-  } else if (output.is_contiguous()) {
+  } else if (output.numel() > 0) {
     dispatch_device_impl<LocalAggregationForwardOp>(
         input, input.contiguous(), weight.contiguous(), output, shape);
-  } else {
-    at::Tensor contiguous_output = at::empty(sizes, options);
-    dispatch_device_impl<LocalAggregationForwardOp>(
-        input, input.contiguous(), weight.contiguous(), contiguous_output,
-        shape);
-    output.copy_(contiguous_output);
   }
-  return output;
+  return output.contiguous(format);
 }
 
 std::vector<at::Tensor> local_aggregation_backward(
