@@ -1,5 +1,8 @@
+import copy
+
 import pytest
 import torch
+from mmcv.cnn import fuse_conv_bn
 from mmengine.registry import MODELS
 from torch.nn.modules.batchnorm import _BatchNorm
 
@@ -78,6 +81,33 @@ def test_norm_eval(cls):
     assert norms and not any(m.training for m in norms)
     assert model.layer3.training
     assert all(p.requires_grad for p in model.parameters())
+
+
+@pytest.mark.parametrize('cls,depth', [(CoTNet, 50), (CoTNeXt, 50),
+                                       (SECoTNetD, 50), (SECoTNetD, 152)])
+def test_fused_conv_bn_gives_the_same_outputs(cls, depth):
+    """mmcv's fuse_conv_bn (mmdet's benchmark --fuse-conv-bn) folds each
+    eval batch norm into the conv before it, the embed's first conv
+    included, which the CoT layer applies as two functional convs."""
+    torch.manual_seed(0)
+    model = cls(depth=depth, **SMALL)
+    for norm in model.modules():
+        if isinstance(norm, _BatchNorm):
+            norm.running_mean.uniform_(-1, 1)
+            norm.running_var.uniform_(0.5, 2)
+            norm.weight.data.uniform_(0.5, 1.5)
+            norm.bias.data.uniform_(-1, 1)
+    model.eval()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        expected = model(x)
+        fused = fuse_conv_bn(copy.deepcopy(model))
+        outputs = fused(x)
+    embeds = [m.embed for m in fused.modules() if isinstance(m, CoTLayer)]
+    assert embeds and all(e[0].bias is not None for e in embeds)
+    assert all(isinstance(e[1], torch.nn.Identity) for e in embeds)
+    for out, exp in zip(outputs, expected):
+        torch.testing.assert_close(out, exp, rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize('cls', FAMILIES)

@@ -6,6 +6,7 @@ import sys
 
 import pytest
 import torch
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmcot.analysis import (interleaved_median_ms, interleaved_times_ms,
                             markdown_table, median_ms, speed_ratio, timing)
@@ -157,6 +158,34 @@ def test_benchmark_memory_format_is_every_model_and_input(
                    runner.model.backbone.conv1.weight):
         assert tensor.is_contiguous(memory_format=conv_layout)
         assert tensor.is_contiguous() == (memory_format == 'contiguous')
+
+
+def test_benchmark_fuse_conv_bn_is_for_inference_only(monkeypatch):
+    """--fuse-conv-bn: the inference timings run a copy with every batch
+    norm that follows a conv folded into it (a CoT layer keeps the one
+    after its aggregation), with the same outputs; training keeps them."""
+    from mmcot.models.layers import CoTLayer
+    monkeypatch.setattr(sys, 'argv', [
+        'benchmark.py', '--models', 'CoTNet-50', '--shape', '32',
+        '--det-shape', '0', '0', '--fuse-conv-bn'
+    ])
+    args = benchmark.parse_args()
+    for name in ('ResNet-50', 'CoTNet-50'):
+        runner = benchmark.ModelRunner(name, args, 'fp32')
+        norms = [m for m in runner.eval_model.modules()
+                 if isinstance(m, _BatchNorm)]
+        cot_norms = [m.bn for m in runner.eval_model.modules()
+                     if isinstance(m, CoTLayer)]
+        assert len(norms) == len(cot_norms) == (16 if 'CoT' in name else 0)
+        assert all(any(n is m for m in cot_norms) for n in norms)
+        assert sum(isinstance(m, _BatchNorm)
+                   for m in runner.model.modules()) > 50
+        runner.model.eval()
+        with torch.no_grad():
+            torch.testing.assert_close(
+                runner.eval_model(runner.images, mode='tensor'),
+                runner.model(runner.images, mode='tensor'),
+                rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize('args,message', [

@@ -3,7 +3,8 @@ ResNeSt-50, measured in the same run.
 
     python tools/analysis/benchmark.py [--device cpu|cuda] [--batch 8]
         [--shape 224] [--det-shape 800 1333] [--dtypes fp32 fp16 bf16]
-        [--memory-format contiguous|channels_last] [--models MODEL ...]
+        [--memory-format contiguous|channels_last] [--fuse-conv-bn]
+        [--models MODEL ...]
         [--json OUT] [--markdown OUT]
 
 Each model is an ImageNet classifier (backbone, global pooling, 1000-way
@@ -18,16 +19,20 @@ models under the same conditions; each comes with the first and third
 quartiles of the ratios of the single rounds (``*_iqr``), so that a
 difference within the machine's noise reads as one. fp16/bf16 run under
 ``torch.autocast`` (GPU only). ``--memory-format channels_last`` runs
-every model and input in channels-last memory. On a CPU, the peak memory
-is measured for each model in a fresh forked process.
+every model and input in channels-last memory; ``--fuse-conv-bn`` folds
+every model's batch norms into the convs before them for the inference
+timings (``mmcv.cnn.fuse_conv_bn``, as mmdet's benchmark does). On a
+CPU, the peak memory is measured for each model in a fresh forked process.
 """
 import argparse
+import copy
 import json
 import os.path as osp
 import statistics
 
 import torch
 import torch.nn.functional as F
+from mmcv.cnn import fuse_conv_bn
 
 import mmcot  # noqa: F401  (registers the CoT backbones)
 from mmcot.analysis import (device_name, interleaved_times_ms, isolated_on_cpu,
@@ -63,6 +68,10 @@ def parse_args():
         default='contiguous',
         choices=list(MEMORY_FORMATS),
         help='of every model and input (default: contiguous)')
+    parser.add_argument(
+        '--fuse-conv-bn',
+        action='store_true',
+        help='fold batch norms into convs for the inference timings')
     parser.add_argument('--batch', type=int, default=8, help='inference')
     parser.add_argument('--train-batch', type=int, default=8)
     parser.add_argument('--shape', type=int, default=224)
@@ -107,6 +116,9 @@ class ModelRunner:
         self.model = build_classifier(name).to(
             device, memory_format=memory_format)
         self.params = sum(p.numel() for p in self.model.parameters())
+        self.eval_model = (
+            fuse_conv_bn(copy.deepcopy(self.model).eval())
+            if args.fuse_conv_bn else self.model)
         self.optimizer = torch.optim.SGD(
             self.model.parameters(), lr=1e-3, momentum=0.9)
         self.images = torch.randn(
@@ -128,14 +140,14 @@ class ModelRunner:
             enabled=self.dtype is not None)
 
     def infer(self) -> None:
-        self.model.eval()
+        self.eval_model.eval()
         with torch.no_grad(), self.autocast():
-            self.model(self.images, mode='tensor')
+            self.eval_model(self.images, mode='tensor')
 
     def infer_backbone(self) -> None:
-        self.model.eval()
+        self.eval_model.eval()
         with torch.no_grad(), self.autocast():
-            self.model.backbone(self.det_image)
+            self.eval_model.backbone(self.det_image)
 
     def train_step(self) -> None:
         self.model.train()
@@ -230,12 +242,15 @@ def main():
         shape=args.shape,
         det_shape=args.det_shape,
         memory_format=args.memory_format,
+        fuse_conv_bn=args.fuse_conv_bn,
         repeats=args.repeats,
         warmup=args.warmup,
         interleaved=True)
     title = (f'{setup["device"]}, torch {setup["torch"]}, inference batch '
              f'{args.batch}, training batch {args.train_batch}, '
              f'{args.shape}x{args.shape}, {args.memory_format}'
+             + (', batch norms fused into convs for inference'
+                if args.fuse_conv_bn else '')
              + (f', backbone at {args.det_shape[0]}x{args.det_shape[1]} '
                 'batch 1' if setup['det_shape'] else '') +
              f', median of {args.repeats}, models in turns')

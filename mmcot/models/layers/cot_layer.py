@@ -152,11 +152,12 @@ class CoTLayer(BaseModule):
 
         The first 1x1 conv runs as one conv over ``x`` plus one over ``k``
         (the two halves of its weight): the same sum as over ``[x, k]``,
-        without forming the 2C-channel concatenation.
+        without forming the 2C-channel concatenation. That conv has a bias
+        once its batch norm is folded into it (``mmcv.cnn.fuse_conv_bn``).
         """
         first, *rest = self.embed
         w_query, w_key = self.split_query_key(first.weight)
-        out = F.conv2d(x, w_query, groups=self.cardinality)
+        out = F.conv2d(x, w_query, first.bias, groups=self.cardinality)
         out = out.add_(F.conv2d(k, w_key, groups=self.cardinality))
         for layer in rest:
             out = layer(out)
