@@ -185,6 +185,24 @@ def test_kernel_matches_reference_over_windows(device, dtype, tol, shape,
                              tol)
 
 
+# the CPU forward visits output positions in tiles of this many
+# (kTilePositions): a plane of several tiles, whose boundaries fall inside
+# rows, on every window plan
+CPU_FORWARD_TILE = 2048
+
+
+@requires_ext
+@pytest.mark.parametrize('dtype,tol', [(torch.float64, 1e-12),
+                                       (torch.float32, 1e-5)])
+@pytest.mark.parametrize('window', WINDOW_PLANS)
+def test_cpu_kernel_matches_reference_over_tiles(dtype, tol, window):
+    x, a, kw = make_window_case((1, 4, 70, 131, 2, 2), window, dtype, 'cpu')
+    assert a.shape[-2] * a.shape[-1] > CPU_FORWARD_TILE
+    assert_matches_reference(local_aggregation(x, a, **kw), (x, a),
+                             local_aggregation_reference(x, a, **kw), (x, a),
+                             tol)
+
+
 def channels_last(x, a, batch_stride=None):
     """``x`` in channels-last memory and ``a`` pixel-major: what a conv
     and a GroupNorm give in a channels-last model. ``batch_stride``

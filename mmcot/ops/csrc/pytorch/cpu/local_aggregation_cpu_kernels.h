@@ -145,22 +145,50 @@ struct GroupBlock {
   int64_t n, begin, end;
 };
 
-// output[n, head*C + c] for every channel c of the block's groups.
+// Output positions are visited in tiles of this many, so that the tile's
+// K*K weight rows, read once from memory, stay in L2 while the C/G channels
+// sharing them are aggregated (on a detection-size plane a group's weights
+// are megabytes: a whole-plane pass per channel read them C/G times).
+constexpr int64_t kTilePositions = 2048;
+
+// The part of seg whose output positions lie in [begin, end); false if none.
+inline bool clip_segment(const Segment& seg, int64_t begin, int64_t end,
+                         Segment* part) {
+  const int64_t first = std::max(begin, seg.out_begin);
+  const int64_t last = std::min(end, seg.out_begin + seg.length);
+  if (last <= first) return false;
+  const int64_t skipped = first - seg.out_begin;
+  *part = {seg.tap, first, seg.in_begin + skipped * seg.in_stride,
+           last - first, seg.in_stride,
+           seg.valid != nullptr ? seg.valid + skipped : nullptr};
+  return true;
+}
+
+// output[n, head*C + c] for every channel c of the block's groups, a tile
+// of output positions at a time, the channels sharing a group's weights
+// one after the other. Each output sums its taps in plan order, whatever
+// the tiling.
 template <typename T>
 void forward_task(const LocalAggregationShape& s, const WindowPlan& plan,
                   const T* input, const T* weight, T* output,
                   const GroupBlock& block) {
+  const int64_t plane = s.out_plane();
   for (int64_t head = 0; head < s.heads; ++head) {
-    for (int64_t c0 = 0; c0 < s.channels; c0 += s.groups) {
-      for (int64_t g = block.begin; g < block.end; ++g) {
-        const T* w = weight + s.weight_offset(block.n, head, g, 0);
-        T* out = output + s.output_offset(block.n, head, c0 + g);
-        const T* v = input + s.input_offset(block.n, c0 + g);
-        std::fill(out, out + s.out_plane(), T(0));
-        for (const Segment& seg : plan.segments()) {
-          multiply_add<false>(out + seg.out_begin,
-                              w + seg.tap * s.out_plane() + seg.out_begin,
-                              v + seg.in_begin, seg);
+    for (int64_t g = block.begin; g < block.end; ++g) {
+      const T* w = weight + s.weight_offset(block.n, head, g, 0);
+      for (int64_t begin = 0; begin < plane; begin += kTilePositions) {
+        const int64_t end = std::min(begin + kTilePositions, plane);
+        for (int64_t c = g; c < s.channels; c += s.groups) {
+          T* out = output + s.output_offset(block.n, head, c);
+          const T* v = input + s.input_offset(block.n, c);
+          std::fill(out + begin, out + end, T(0));
+          Segment part;
+          for (const Segment& seg : plan.segments()) {
+            if (!clip_segment(seg, begin, end, &part)) continue;
+            multiply_add<false>(out + part.out_begin,
+                                w + part.tap * plane + part.out_begin,
+                                v + part.in_begin, part);
+          }
         }
       }
     }
