@@ -10,6 +10,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmcot.analysis import (interleaved_median_ms, interleaved_times_ms,
                             markdown_table, median_ms, speed_ratio, timing)
+from mmcot.models.layers import CoTLayer
 
 from ..conftest import REPO, run_tool
 
@@ -160,18 +161,29 @@ def test_benchmark_memory_format_is_every_model_and_input(
         assert tensor.is_contiguous() == (memory_format == 'contiguous')
 
 
-def test_benchmark_fuse_conv_bn_is_for_inference_only(monkeypatch):
-    """--fuse-conv-bn: the inference timings run a copy with every batch
-    norm that follows a conv folded into it (a CoT layer keeps the one
-    after its aggregation), with the same outputs; training keeps them."""
-    from mmcot.models.layers import CoTLayer
+def calls_of(module):
+    """A list that grows by one each time ``module`` runs."""
+    calls = []
+    module.register_forward_hook(lambda *_: calls.append(1))
+    return calls
+
+
+@pytest.mark.parametrize('fuse', [True, False])
+def test_benchmark_fuse_conv_bn_is_for_inference_only(monkeypatch, fuse):
+    """--fuse-conv-bn: the inference timings run a copy with each batch
+    norm that follows a conv folded into it (a CoT layer keeps the one after
+    its aggregation); the training step runs the model with all of them.
+    (test_backbones checks that folding keeps a CoT model's outputs.)"""
     monkeypatch.setattr(sys, 'argv', [
         'benchmark.py', '--models', 'CoTNet-50', '--shape', '32',
-        '--det-shape', '0', '0', '--fuse-conv-bn'
-    ])
+        '--det-shape', '32', '32'
+    ] + ['--fuse-conv-bn'] * fuse)
     args = benchmark.parse_args()
     for name in ('ResNet-50', 'CoTNet-50'):
         runner = benchmark.ModelRunner(name, args, 'fp32')
+        if not fuse:
+            assert runner.eval_model is runner.model
+            continue
         norms = [m for m in runner.eval_model.modules()
                  if isinstance(m, _BatchNorm)]
         cot_norms = [m.bn for m in runner.eval_model.modules()
@@ -180,12 +192,13 @@ def test_benchmark_fuse_conv_bn_is_for_inference_only(monkeypatch):
         assert all(any(n is m for m in cot_norms) for n in norms)
         assert sum(isinstance(m, _BatchNorm)
                    for m in runner.model.modules()) > 50
-        runner.model.eval()
-        with torch.no_grad():
-            torch.testing.assert_close(
-                runner.eval_model(runner.images, mode='tensor'),
-                runner.model(runner.images, mode='tensor'),
-                rtol=1e-4, atol=1e-4)
+        fused, plain = (calls_of(runner.eval_model.backbone),
+                        calls_of(runner.model.backbone))
+        runner.infer()
+        runner.infer_backbone()
+        assert (len(fused), len(plain)) == (2, 0)
+        runner.train_step()
+        assert (len(fused), len(plain)) == (2, 1)
 
 
 @pytest.mark.parametrize('args,message', [

@@ -20,9 +20,9 @@ quartiles of the ratios of the single rounds (``*_iqr``), so that a
 difference within the machine's noise reads as one. fp16/bf16 run under
 ``torch.autocast`` (GPU only). ``--memory-format channels_last`` runs
 every model and input in channels-last memory; ``--fuse-conv-bn`` folds
-every model's batch norms into the convs before them for the inference
-timings (``mmcv.cnn.fuse_conv_bn``, as mmdet's benchmark does). On a
-CPU, the peak memory is measured for each model in a fresh forked process.
+each batch norm that follows a conv into that conv for the inference
+timings (``mmcv.cnn.fuse_conv_bn``, as mmdet's benchmark does). On a CPU,
+the peak memory is measured for each model in a fresh forked process.
 """
 import argparse
 import copy

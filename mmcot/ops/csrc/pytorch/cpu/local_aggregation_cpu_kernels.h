@@ -145,10 +145,12 @@ struct GroupBlock {
   int64_t n, begin, end;
 };
 
-// Output positions are visited in tiles of this many, so that the tile's
-// K*K weight rows, read once from memory, stay in L2 while the C/G channels
-// sharing them are aggregated (on a detection-size plane a group's weights
-// are megabytes: a whole-plane pass per channel read them C/G times).
+// The forward visits output positions in tiles of this many, so that on a
+// large plane (where a task holds one group: see kGroupBlockBytes) the
+// tile's K*K weight rows, read once from memory, stay in L2 while the C/G
+// channels sharing them are aggregated; a whole-plane pass per channel read
+// a detection-size group's megabytes of weights C/G times. (The tests'
+// tiled planes, CPU_FORWARD_TILE, assume this value.)
 constexpr int64_t kTilePositions = 2048;
 
 // The part of seg whose output positions lie in [begin, end); false if none.
@@ -164,23 +166,22 @@ inline bool clip_segment(const Segment& seg, int64_t begin, int64_t end,
   return true;
 }
 
-// output[n, head*C + c] for every channel c of the block's groups, a tile
-// of output positions at a time, the channels sharing a group's weights
-// one after the other. Each output sums its taps in plan order, whatever
-// the tiling.
+// output[n, head*C + c] for every channel c of the block's groups, one tile
+// of output positions at a time, within it the channels in memory order.
+// Each output sums its taps in plan order, whatever the tiling.
 template <typename T>
 void forward_task(const LocalAggregationShape& s, const WindowPlan& plan,
                   const T* input, const T* weight, T* output,
                   const GroupBlock& block) {
   const int64_t plane = s.out_plane();
   for (int64_t head = 0; head < s.heads; ++head) {
-    for (int64_t g = block.begin; g < block.end; ++g) {
-      const T* w = weight + s.weight_offset(block.n, head, g, 0);
-      for (int64_t begin = 0; begin < plane; begin += kTilePositions) {
-        const int64_t end = std::min(begin + kTilePositions, plane);
-        for (int64_t c = g; c < s.channels; c += s.groups) {
-          T* out = output + s.output_offset(block.n, head, c);
-          const T* v = input + s.input_offset(block.n, c);
+    for (int64_t begin = 0; begin < plane; begin += kTilePositions) {
+      const int64_t end = std::min(begin + kTilePositions, plane);
+      for (int64_t c0 = 0; c0 < s.channels; c0 += s.groups) {
+        for (int64_t g = block.begin; g < block.end; ++g) {
+          const T* w = weight + s.weight_offset(block.n, head, g, 0);
+          T* out = output + s.output_offset(block.n, head, c0 + g);
+          const T* v = input + s.input_offset(block.n, c0 + g);
           std::fill(out + begin, out + end, T(0));
           Segment part;
           for (const Segment& seg : plan.segments()) {
