@@ -11,6 +11,8 @@ from mmcot.models import CoTNet, CoTNeXt, SECoTNetD
 from mmcot.models.layers import (BlurPool2d, CoTLayer, CoXtLayer,
                                  SplitAttentionConv)
 
+from .batch_norms import randomize_batch_norms
+
 SMALL = dict(stage_blocks=(1, 1, 2, 1), out_indices=(0, 1, 2, 3))
 FAMILIES = [CoTNet, CoTNeXt, SECoTNetD]
 
@@ -90,14 +92,7 @@ def test_fused_conv_bn_gives_the_same_outputs(cls, depth):
     eval batch norm into the conv before it, the embed's first conv
     included, which the CoT layer applies as two functional convs."""
     torch.manual_seed(0)
-    model = cls(depth=depth, **SMALL)
-    for norm in model.modules():
-        if isinstance(norm, _BatchNorm):
-            norm.running_mean.uniform_(-1, 1)
-            norm.running_var.uniform_(0.5, 2)
-            norm.weight.data.uniform_(0.5, 1.5)
-            norm.bias.data.uniform_(-1, 1)
-    model.eval()
+    model = randomize_batch_norms(cls(depth=depth, **SMALL)).eval()
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
         expected = model(x)

@@ -6,6 +6,8 @@ from mmcv.cnn import build_conv_layer
 from mmcot.models.layers import BlurPool2d, BoxPool2d, CoTLayer, CoXtLayer
 from mmcot.ops import local_aggregation_reference
 
+from .batch_norms import randomize_batch_norms
+
 
 def manual_cot_forward(layer, x):
     """The CoT layer written out step by step from the paper's equations,
@@ -28,11 +30,7 @@ def manual_cot_forward(layer, x):
 @pytest.mark.parametrize('stride', [1, 2])
 def test_cot_layer_matches_equations(stride):
     torch.manual_seed(0)
-    layer = CoTLayer(32, 32, stride=stride).eval()
-    for module in layer.modules():  # running statistics away from 0 / 1
-        if isinstance(module, torch.nn.BatchNorm2d):
-            module.running_mean.uniform_(-1, 1)
-            module.running_var.uniform_(0.5, 2)
+    layer = randomize_batch_norms(CoTLayer(32, 32, stride=stride)).eval()
     x = torch.randn(2, 32, 9, 7)
     with torch.no_grad():
         torch.testing.assert_close(layer(x), manual_cot_forward(layer, x))
