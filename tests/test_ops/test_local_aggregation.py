@@ -127,6 +127,8 @@ WINDOW_PLANS = [
     ((1, 3), (2, 1), (0, 1), (1, 1)),  # non-square window and stride
     ((3, 5), (1, 3), (1, 2), (2, 1)),  # non-square everything
     ((3, 3), (2, 2), (2, 0), (2, 1)),  # stride 2, uneven padding
+    ((3, 3), (1, 1), (2, 2), (2, 2)),  # dilated same padding (CoTNet's)
+    ((3, 3), (1, 1), (5, 5), (5, 5)),  # dilated past the plane's edges
 ]
 # (n, c, h, w, heads, groups)
 PLAN_SHAPES = [(2, 6, 7, 9, 2, 3), (1, 4, 5, 4, 1, 4)]
@@ -185,7 +187,7 @@ def test_kernel_matches_reference_over_windows(device, dtype, tol, shape,
                              tol)
 
 
-# the CPU forward visits output positions in tiles of this many
+# the CPU kernels visit output positions in tiles of this many
 # (kTilePositions): a plane of several tiles, whose boundaries fall inside
 # rows, on every window plan
 CPU_FORWARD_TILE = 2048
@@ -198,6 +200,31 @@ CPU_FORWARD_TILE = 2048
 def test_cpu_kernel_matches_reference_over_tiles(dtype, tol, window):
     x, a, kw = make_window_case((1, 4, 70, 131, 2, 2), window, dtype, 'cpu')
     assert a.shape[-2] * a.shape[-1] > CPU_FORWARD_TILE
+    assert_matches_reference(local_aggregation(x, a, **kw), (x, a),
+                             local_aggregation_reference(x, a, **kw), (x, a),
+                             tol)
+
+
+# a 3 x 3 window centred on each position, 8 channels a weight group (a CoT
+# layer's), on a plane of at least this many positions (kMinCentredPlane):
+# the CPU kernels sum every output and gradient element in a register there
+CENTRED_WINDOWS = [((3, 3), (1, 1), (d, d), (d, d)) for d in (1, 2, 5)]
+CPU_CENTRED_MIN_PLANE = 512
+
+
+@requires_ext
+@pytest.mark.parametrize('dtype,tol', [(torch.float64, 1e-12),
+                                       (torch.float32, 1e-5)])
+@pytest.mark.parametrize('shape', [(1, 16, 70, 131, 2, 2),
+                                   (2, 24, 23, 24, 1, 3),
+                                   (1, 16, 4, 130, 2, 2),
+                                   (1, 16, 130, 4, 1, 2)])
+@pytest.mark.parametrize('window', CENTRED_WINDOWS)
+def test_cpu_kernel_matches_reference_on_centred_windows(
+        dtype, tol, shape, window):
+    x, a, kw = make_window_case(shape, window, dtype, 'cpu')
+    assert x.shape[1] == 8 * a.shape[2] and a.shape[-2:] == x.shape[-2:]
+    assert x.shape[-2] * x.shape[-1] >= CPU_CENTRED_MIN_PLANE
     assert_matches_reference(local_aggregation(x, a, **kw), (x, a),
                              local_aggregation_reference(x, a, **kw), (x, a),
                              tol)
