@@ -217,7 +217,7 @@ inline bool centred_window(const LocalAggregationShape& s) {
 }
 
 // A centred window on the flattened plane: tap t = i * 3 + j of position p
-// reads p + shift[t]; tiles padded by margin on both sides (padded_tile)
+// reads p + shift[t]; tiles padded by margin on both sides (padded_tiles)
 // hold every position a tile's taps read, and a column mask drops the taps
 // whose column leaves the image (the flattened shift wraps across rows).
 struct CentredWindow {
@@ -239,7 +239,7 @@ struct CentredWindow {
 // The same sums for a centred window over the output positions
 // [begin, end): all 9 taps of a position summed in a register, in plan
 // order, and the output written once (not read and written once a tap).
-// `padded` is the input tile of padded_tile.
+// `padded` is the input tile of padded_tiles.
 template <typename T>
 void aggregate_centred(const LocalAggregationShape& s, const WindowPlan& plan,
                        const CentredWindow& window, const T* __restrict__ w,
