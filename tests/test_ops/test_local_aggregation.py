@@ -218,7 +218,8 @@ CPU_CENTRED_MIN_PLANE = 512
 @pytest.mark.parametrize('shape', [(1, 16, 70, 131, 2, 2),
                                    (2, 24, 23, 24, 1, 3),
                                    (1, 16, 4, 130, 2, 2),
-                                   (1, 16, 130, 4, 1, 2)])
+                                   (1, 16, 130, 4, 1, 2),
+                                   (1, 16, 16, 32, 1, 2)])
 @pytest.mark.parametrize('window', CENTRED_WINDOWS)
 def test_cpu_kernel_matches_reference_on_centred_windows(
         dtype, tol, shape, window):
@@ -228,6 +229,64 @@ def test_cpu_kernel_matches_reference_on_centred_windows(
     assert_matches_reference(local_aggregation(x, a, **kw), (x, a),
                              local_aggregation_reference(x, a, **kw), (x, a),
                              tol)
+
+
+def outside_image_taps(height, width):
+    """(tap, y, x) index tensors of the taps of a 3 x 3, dilation 1 window
+    that read outside a height x width image: rows 0 and 2 of the window on
+    the first and last rows, columns 0 and 2 on the first and last
+    columns."""
+    taps, ys, xs = [], [], []
+    for i in range(3):
+        for j in range(3):
+            for y in range(height):
+                for x in range(width):
+                    inside = (0 <= y + i - 1 < height
+                              and 0 <= x + j - 1 < width)
+                    if not inside:
+                        taps.append(i * 3 + j)
+                        ys.append(y)
+                        xs.append(x)
+    return torch.tensor(taps), torch.tensor(ys), torch.tensor(xs)
+
+
+@requires_ext
+@pytest.mark.parametrize('device', DEVICES)
+@pytest.mark.parametrize('size', [(23, 24), (7, 9)])  # centred, segments
+def test_taps_outside_the_image_add_nothing(device, size):
+    """A weight, or an output gradient, at a tap that reads outside the
+    image adds no term, even when it is inf (zero padding would make it
+    NaN): the forward equals the reference with those weights zeroed, and
+    the weight gradient there is 0, on every CPU kernel and on CUDA."""
+    h, w = size
+    x, a, kw = make_window_case((1, 16, h, w, 1, 2),
+                                ((3, 3), (1, 1), (1, 1), (1, 1)),
+                                torch.float64, device)
+    x, a = x.detach(), a.detach()
+    taps, ys, xs = outside_image_taps(h, w)
+    finite = a.clone()
+    finite[:, :, :, taps, ys, xs] = 0
+    poisoned = a.clone()
+    poisoned[:, :, :, taps, ys, xs] = float('inf')
+    out = local_aggregation(x, poisoned, **kw)
+    torch.testing.assert_close(out, local_aggregation_reference(x, finite,
+                                                                **kw))
+
+    window = [list(v) for v in kw.values()]
+    grad = torch.randn(1, 16, h, w, dtype=x.dtype, device=device)
+    grad[:, :, 0, 1] = float('inf')  # a first-row output: window row 0 out
+    grad_input, grad_weight = torch.ops.mmcot.local_aggregation_backward(
+        grad, x, a, *window, True, True)
+    outside = grad_weight[:, :, :, taps, ys, xs]
+    assert torch.equal(outside, torch.zeros_like(outside))
+    # each gradient alone equals the one computed with the other
+    only_input = torch.ops.mmcot.local_aggregation_backward(
+        grad, x, a, *window, True, False)[0]
+    only_weight = torch.ops.mmcot.local_aggregation_backward(
+        grad, x, a, *window, False, True)[1]
+    for alone, both in ((only_input, grad_input), (only_weight, grad_weight)):
+        torch.testing.assert_close(alone, both, rtol=0, atol=0,
+                                   equal_nan=True)
 
 
 def channels_last(x, a, batch_stride=None):

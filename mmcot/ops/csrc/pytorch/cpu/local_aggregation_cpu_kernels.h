@@ -220,13 +220,20 @@ inline bool centred_window(const LocalAggregationShape& s) {
 // reads p + shift[t]; tiles padded by margin on both sides (padded_tiles)
 // hold every position a tile's taps read, and a column mask drops the taps
 // whose column leaves the image (the flattened shift wraps across rows).
+// The taps of window row 0 read inside the image from position top on,
+// those of row 2 before position bottom. The kernels skip the taps of a row
+// outside the image and mask those of a column outside it, as the segment
+// and CUDA kernels do: no term for a tap outside the image (the zero
+// padding would turn an inf weight or gradient there into NaN).
 struct CentredWindow {
   static constexpr int64_t kKernel = 3, kTaps = 9;
-  int64_t margin;
+  int64_t margin, top, bottom;
   int64_t shift[kTaps];
 
   explicit CentredWindow(const LocalAggregationShape& s)
-      : margin(s.pad_h * s.width + s.pad_w) {
+      : margin(s.pad_h * s.width + s.pad_w),
+        top(s.dilation_h * s.width),
+        bottom(s.out_plane() - s.dilation_h * s.width) {
     for (int64_t i = 0; i < kKernel; ++i) {
       for (int64_t j = 0; j < kKernel; ++j) {
         shift[i * kKernel + j] =
@@ -234,22 +241,61 @@ struct CentredWindow {
       }
     }
   }
+
+  // Where tap t of position k of a padded tile (padded_tiles) reads.
+  int64_t read(int64_t t) const { return margin + shift[t]; }
+
+  // Calls f(Rows<kRow0, kRow2>(), from, to) for the pieces [from, to) of
+  // [begin, end) on which window rows 0 and 2 are each wholly inside
+  // (true) or outside the image.
+  template <typename F>
+  void for_each_row_span(int64_t begin, int64_t end, const F& f) const;
 };
 
+// Which window rows are inside the image on a piece of for_each_row_span.
+template <bool kRow0, bool kRow2>
+struct Rows {
+  static constexpr bool inside(int64_t i) {
+    return i == 1 || (i == 0 && kRow0) || (i == 2 && kRow2);
+  }
+};
+
+template <typename F>
+void CentredWindow::for_each_row_span(int64_t begin, int64_t end,
+                                      const F& f) const {
+  const int64_t cuts[4] = {begin,
+                           std::clamp(std::min(top, bottom), begin, end),
+                           std::clamp(std::max(top, bottom), begin, end), end};
+  for (int64_t piece = 0; piece < 3; ++piece) {
+    const int64_t from = cuts[piece], to = cuts[piece + 1];
+    if (to <= from) continue;
+    const bool row0 = from >= top, row2 = from < bottom;
+    if (row0 && row2) {
+      f(Rows<true, true>(), from, to);
+    } else if (row0) {
+      f(Rows<true, false>(), from, to);
+    } else if (row2) {
+      f(Rows<false, true>(), from, to);
+    } else {
+      f(Rows<false, false>(), from, to);
+    }
+  }
+}
+
 // The same sums for a centred window over the output positions
-// [begin, end): all 9 taps of a position summed in a register, in plan
-// order, and the output written once (not read and written once a tap).
-// `padded` is the input tile of padded_tiles.
-template <typename T>
-void aggregate_centred(const LocalAggregationShape& s, const WindowPlan& plan,
+// [begin, end) of a piece of for_each_row_span: all the taps of a position
+// summed in a register, in plan order, and the output written once (not
+// read and written once a tap). `padded` is the input tile (padded_tiles)
+// from position begin.
+template <typename RowsInside, typename T>
+void aggregate_centred(RowsInside, const LocalAggregationShape& s,
+                       const WindowPlan& plan,
                        const CentredWindow& window, const T* __restrict__ w,
                        const T* __restrict__ padded, T* __restrict__ out,
                        int64_t begin, int64_t end) {
   constexpr int64_t kKernel = CentredWindow::kKernel;
   int64_t reads[CentredWindow::kTaps];
-  for (int64_t t = 0; t < CentredWindow::kTaps; ++t) {
-    reads[t] = window.margin + window.shift[t];
-  }
+  for (int64_t t = 0; t < CentredWindow::kTaps; ++t) reads[t] = window.read(t);
   const uint8_t* __restrict__ masks[kKernel];
   for (int64_t j = 0; j < kKernel; ++j) {
     masks[j] = plan.column_mask(j) + begin;
@@ -264,6 +310,7 @@ void aggregate_centred(const LocalAggregationShape& s, const WindowPlan& plan,
     T sum = 0;
 #pragma GCC unroll 4
     for (int64_t i = 0; i < kKernel; ++i) {
+      if (!RowsInside::inside(i)) continue;
 #pragma GCC unroll 4
       for (int64_t j = 0; j < kKernel; ++j) {
         const int64_t t = i * kKernel + j;
@@ -277,24 +324,27 @@ void aggregate_centred(const LocalAggregationShape& s, const WindowPlan& plan,
 
 // The positions [begin - margin, end + margin) of `planes` planes of a
 // centred window's out_plane positions, the first at v, the next
-// plane_stride apart: v itself where they lie inside the planes, otherwise
-// copies in scratch (*stride apart) with zeros beyond the planes.
+// plane_stride apart: in place (from v + begin - margin) where they lie
+// inside the planes, otherwise copies in scratch with zeros beyond the
+// planes; *stride (if given) says how far apart the returned planes are.
 template <typename T>
 const T* padded_tiles(const LocalAggregationShape& s,
                       const CentredWindow& window, const T* v,
                       int64_t plane_stride, int64_t planes, int64_t begin,
-                      int64_t end, std::vector<T>* scratch, int64_t* stride) {
+                      int64_t end, std::vector<T>* scratch,
+                      int64_t* stride = nullptr) {
   const int64_t first = begin - window.margin, last = end + window.margin;
   if (first >= 0 && last <= s.out_plane()) {
-    *stride = plane_stride;
+    if (stride != nullptr) *stride = plane_stride;
     return v + first;
   }
   const int64_t copy_begin = std::max<int64_t>(first, 0);
   const int64_t copy_end = std::min(last, s.out_plane());
-  *stride = last - first;
-  scratch->resize(planes * *stride);
+  const int64_t copy_stride = last - first;
+  if (stride != nullptr) *stride = copy_stride;
+  scratch->resize(planes * copy_stride);
   for (int64_t plane = 0; plane < planes; ++plane) {
-    T* to = scratch->data() + plane * *stride;
+    T* to = scratch->data() + plane * copy_stride;
     const T* from = v + plane * plane_stride;
     std::fill(to, to + (copy_begin - first), T(0));
     std::copy(from + copy_begin, from + copy_end, to + (copy_begin - first));
@@ -323,10 +373,13 @@ void forward_task(const LocalAggregationShape& s, const WindowPlan& plan,
           T* out = output + s.output_offset(block.n, head, c0 + g);
           const T* v = input + s.input_offset(block.n, c0 + g);
           if (centred) {
-            int64_t unused;
-            const T* padded = padded_tiles(s, window, v, 0, 1, begin, end,
-                                           &scratch, &unused);
-            aggregate_centred(s, plan, window, w, padded, out, begin, end);
+            const T* padded =
+                padded_tiles(s, window, v, 0, 1, begin, end, &scratch);
+            window.for_each_row_span(
+                begin, end, [&](auto rows, int64_t from, int64_t to) {
+                  aggregate_centred(rows, s, plan, window, w,
+                                    padded + (from - begin), out, from, to);
+                });
           } else {
             aggregate_segments(s, plan, w, v, out, begin, end);
           }
@@ -381,44 +434,51 @@ void backward_task(const LocalAggregationShape& s, const WindowPlan& plan,
   }
 }
 
-// gw[t * tap_stride + k] = sum over the 8 channels j of
-// grads[j * grad_stride + k] * values[j * value_stride + k + margin +
-// shift(t)] for the taps t whose window column is in the image at k (masks:
-// those of the tile), else 0: the weight gradient of one group and head
-// over a tile of a centred window (backward_centred_task), each gradient
-// read once a window row (three taps).
-template <typename T>
-void weight_gradient_centred(const CentredWindow& window,
+// gw[t * tap_stride + k] = sum over the 8 channels c of
+// grads[c * grad_stride + k] * values[c * value_stride + k + read(t)] for
+// the taps t inside the image at position begin + k (window row: the piece
+// of for_each_row_span; column: the plan's column masks), else 0, for k in
+// [0, end - begin): one group and head's weight gradient on a piece of a
+// centred window's tile, each grad_output read once a window row.
+template <typename RowsInside, typename T>
+void weight_gradient_centred(RowsInside, const WindowPlan& plan,
+                             const CentredWindow& window,
                              const T* __restrict__ grads, int64_t grad_stride,
                              const T* __restrict__ values,
-                             int64_t value_stride,
-                             const uint8_t* const* tile_masks,
-                             T* __restrict__ gw, int64_t tap_stride,
-                             int64_t length) {
+                             int64_t value_stride, T* __restrict__ gw,
+                             int64_t tap_stride, int64_t begin, int64_t end) {
   constexpr int64_t kKernel = CentredWindow::kKernel;
-  constexpr int64_t kTaps = CentredWindow::kTaps;
-  int64_t reads[kTaps];
-  for (int64_t t = 0; t < kTaps; ++t) {
-    reads[t] = window.margin + window.shift[t];
-  }
+  const int64_t length = end - begin;
   const uint8_t* __restrict__ masks[kKernel];
-  for (int64_t j = 0; j < kKernel; ++j) masks[j] = tile_masks[j];
+  for (int64_t j = 0; j < kKernel; ++j) {
+    masks[j] = plan.column_mask(j) + begin;
+  }
   for (int64_t i = 0; i < kKernel; ++i) {  // a window row's taps at once
-    const int64_t* row_reads = reads + i * kKernel;
     T* __restrict__ row_gw = gw + i * kKernel * tap_stride;
+    if (!RowsInside::inside(i)) {
+      for (int64_t j = 0; j < kKernel; ++j) {
+        std::fill(row_gw + j * tap_stride, row_gw + j * tap_stride + length,
+                  T(0));
+      }
+      continue;
+    }
+    int64_t reads[kKernel];
+    for (int64_t j = 0; j < kKernel; ++j) {
+      reads[j] = window.read(i * kKernel + j);
+    }
     for (int64_t k = 0; k < length; ++k) {
       T sums[kKernel] = {};
 #pragma GCC unroll 8
-      for (int64_t j = 0; j < kChannelsPerGroup; ++j) {
-        const T grad = grads[j * grad_stride + k];
+      for (int64_t c = 0; c < kChannelsPerGroup; ++c) {
+        const T grad = grads[c * grad_stride + k];
 #pragma GCC unroll 4
-        for (int64_t jj = 0; jj < kKernel; ++jj) {
-          sums[jj] += grad * values[j * value_stride + k + row_reads[jj]];
+        for (int64_t j = 0; j < kKernel; ++j) {
+          sums[j] += grad * values[c * value_stride + k + reads[j]];
         }
       }
 #pragma GCC unroll 4
-      for (int64_t jj = 0; jj < kKernel; ++jj) {
-        row_gw[jj * tap_stride + k] = masks[jj][k] != 0 ? sums[jj] : T(0);
+      for (int64_t j = 0; j < kKernel; ++j) {
+        row_gw[j * tap_stride + k] = masks[j][k] != 0 ? sums[j] : T(0);
       }
     }
   }
@@ -468,7 +528,8 @@ void input_gradient_centred(const CentredWindow& window,
 //   grad_input[n, c, q] = sum over heads and taps t of
 //       weight[n, head, g, t, q - shift(t)] * grad_output[.., q - shift(t)],
 // where tap (i, j) of the output q - shift(t) reads inside the image iff
-// column (2 - j) of q does.
+// column (2 - j) of q does; where q - shift(t) leaves the plane, both
+// factors are the zero padding.
 template <typename T>
 void backward_centred_task(const LocalAggregationShape& s,
                            const WindowPlan& plan, const T* grad_output,
@@ -494,12 +555,15 @@ void backward_centred_task(const LocalAggregationShape& s,
             s.groups * s.in_plane(), kChannelsPerGroup, begin, end,
             &scratch[0], &value_stride);
         for (int64_t head = 0; head < s.heads; ++head) {
-          const T* grads =
-              grad_output + s.output_offset(block.n, head, g) + begin;
-          weight_gradient_centred(
-              window, grads, s.groups * plane, values, value_stride, masks,
-              grad_weight + s.weight_offset(block.n, head, g, 0) + begin,
-              plane, length);
+          const T* grads = grad_output + s.output_offset(block.n, head, g);
+          T* gw = grad_weight + s.weight_offset(block.n, head, g, 0);
+          window.for_each_row_span(
+              begin, end, [&](auto rows, int64_t from, int64_t to) {
+                weight_gradient_centred(rows, plan, window, grads + from,
+                                        s.groups * plane,
+                                        values + (from - begin), value_stride,
+                                        gw + from, plane, from, to);
+              });
         }
       }
       if (grad_input != nullptr) {
@@ -510,10 +574,9 @@ void backward_centred_task(const LocalAggregationShape& s,
               kTaps, begin, end, &scratch[1], &weight_stride);
           for (int64_t j = 0; j < kChannelsPerGroup; ++j) {
             const int64_t c = j * s.groups + g;
-            int64_t unused;
             const T* grads = padded_tiles(
                 s, window, grad_output + s.output_offset(block.n, head, c), 0,
-                1, begin, end, &scratch[2], &unused);
+                1, begin, end, &scratch[2]);
             T* gv = grad_input + s.input_offset(block.n, c) + begin;
             if (head == 0) {
               input_gradient_centred<true>(window, weights, weight_stride,
