@@ -190,7 +190,7 @@ def test_kernel_matches_reference_over_windows(device, dtype, tol, shape,
 # the CPU kernels visit output positions in tiles of this many
 # (kTilePositions): a plane of several tiles, whose boundaries fall inside
 # rows, on every window plan
-CPU_FORWARD_TILE = 2048
+CPU_TILE = 2048
 
 
 @requires_ext
@@ -199,7 +199,7 @@ CPU_FORWARD_TILE = 2048
 @pytest.mark.parametrize('window', WINDOW_PLANS)
 def test_cpu_kernel_matches_reference_over_tiles(dtype, tol, window):
     x, a, kw = make_window_case((1, 4, 70, 131, 2, 2), window, dtype, 'cpu')
-    assert a.shape[-2] * a.shape[-1] > CPU_FORWARD_TILE
+    assert a.shape[-2] * a.shape[-1] > CPU_TILE
     assert_matches_reference(local_aggregation(x, a, **kw), (x, a),
                              local_aggregation_reference(x, a, **kw), (x, a),
                              tol)

@@ -158,12 +158,12 @@ struct GroupBlock {
   int64_t n, begin, end;
 };
 
-// The forward visits output positions in tiles of this many, so that on a
-// large plane (where a task holds one group: see kGroupBlockBytes) the
-// tile's K*K weight rows, read once from memory, stay in L2 while the C/G
-// channels sharing them are aggregated; a whole-plane pass per channel read
-// a detection-size group's megabytes of weights C/G times. (The tests'
-// tiled planes, CPU_FORWARD_TILE, assume this value.)
+// The forward (and the centred backward) visits output positions in tiles
+// of this many, so that on a large plane (where a task holds one group: see
+// kGroupBlockBytes) the tile's K*K weight rows, read once from memory, stay
+// in L2 while the C/G channels sharing them are aggregated; a whole-plane
+// pass per channel read a detection-size group's megabytes of weights C/G
+// times. (The tests' tiled planes, CPU_TILE, assume this value.)
 constexpr int64_t kTilePositions = 2048;
 
 // The channels sharing one group's weights in CoTNet (share_planes), for
