@@ -75,6 +75,7 @@ class WindowPlan {
  private:
   void plan_flat(const LocalAggregationShape& s) {
     masks_.assign((s.kernel_w + 1) * s.out_plane(), 1);
+    const uint8_t* all_valid = masks_.data() + s.kernel_w * s.out_plane();
     for (int64_t j = 0; j < s.kernel_w; ++j) {
       const int64_t dx = j * s.dilation_w - s.pad_w;
       const int64_t x0 = first_inside(dx, 1);
@@ -98,10 +99,10 @@ class WindowPlan {
         if (y1 <= y0 || x1 <= x0) continue;
         const int64_t begin = y0 * s.out_width + x0;
         const int64_t end = (y1 - 1) * s.out_width + x1;
-        const bool wraps = x0 > 0 || x1 < s.out_width;
+        const uint8_t* mask = column_masks_[j];
         segments_.push_back({i * s.kernel_w + j, begin,
                              begin + dy * s.width + dx, end - begin, 1,
-                             wraps ? column_masks_[j] + begin : nullptr});
+                             mask != all_valid ? mask + begin : nullptr});
       }
     }
   }
