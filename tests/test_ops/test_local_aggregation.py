@@ -206,43 +206,55 @@ def test_cpu_kernel_matches_reference_over_tiles(dtype, tol, window):
 
 
 # a 3 x 3 window centred on each position, 8 channels a weight group (a CoT
-# layer's), on a plane of at least this many positions (kMinCentredPlane):
-# the CPU kernels sum every output and gradient element in a register there
+# layer's): the CPU kernels sum every output and gradient element in a
+# register there on planes of at least CPU_CENTRED_MIN_PLANE positions
+# (kMinCentredPlane); the forward sums a group's 8 channels at once on
+# planes from a vector (8 float, 4 double) to CPU_SMALL_MAX_PLANE positions
+# (kMaxSmallPlane); the segment kernels take the planes between
 CENTRED_WINDOWS = [((3, 3), (1, 1), (d, d), (d, d)) for d in (1, 2, 5)]
 CPU_CENTRED_MIN_PLANE = 512
+CPU_SMALL_MAX_PLANE = 64
+# (n, c, h, w, heads, groups), C = 8 G
+CENTRED_SHAPES = [(1, 16, 70, 131, 2, 2), (2, 24, 23, 24, 1, 3),
+                  (1, 16, 4, 130, 2, 2), (1, 16, 130, 4, 1, 2),
+                  (1, 16, 16, 32, 1, 2)]
+SMALL_CENTRED_SHAPES = [(2, 16, 7, 7, 2, 2), (1, 24, 8, 8, 1, 3),
+                        (1, 16, 1, 9, 1, 2), (1, 16, 9, 1, 1, 2),
+                        (1, 16, 2, 3, 2, 2), (1, 16, 2, 2, 1, 2)]
+BETWEEN_SHAPES = [(1, 16, 17, 30, 1, 2), (1, 24, 14, 14, 1, 3),
+                  (1, 16, 5, 13, 2, 2)]
 
 
 @requires_ext
 @pytest.mark.parametrize('dtype,tol', [(torch.float64, 1e-12),
                                        (torch.float32, 1e-5)])
-@pytest.mark.parametrize('shape', [(1, 16, 70, 131, 2, 2),
-                                   (2, 24, 23, 24, 1, 3),
-                                   (1, 16, 4, 130, 2, 2),
-                                   (1, 16, 130, 4, 1, 2),
-                                   (1, 16, 16, 32, 1, 2)])
+@pytest.mark.parametrize(
+    'shape', CENTRED_SHAPES + SMALL_CENTRED_SHAPES + BETWEEN_SHAPES)
 @pytest.mark.parametrize('window', CENTRED_WINDOWS)
 def test_cpu_kernel_matches_reference_on_centred_windows(
         dtype, tol, shape, window):
     x, a, kw = make_window_case(shape, window, dtype, 'cpu')
     assert x.shape[1] == 8 * a.shape[2] and a.shape[-2:] == x.shape[-2:]
-    assert x.shape[-2] * x.shape[-1] >= CPU_CENTRED_MIN_PLANE
+    plane = x.shape[-2] * x.shape[-1]
+    assert (plane >= CPU_CENTRED_MIN_PLANE) == (shape in CENTRED_SHAPES)
+    assert (plane <= CPU_SMALL_MAX_PLANE) == (shape in SMALL_CENTRED_SHAPES)
     assert_matches_reference(local_aggregation(x, a, **kw), (x, a),
                              local_aggregation_reference(x, a, **kw), (x, a),
                              tol)
 
 
-def outside_image_taps(height, width):
-    """(tap, y, x) index tensors of the taps of a 3 x 3, dilation 1 window
-    that read outside a height x width image: rows 0 and 2 of the window on
-    the first and last rows, columns 0 and 2 on the first and last
-    columns."""
+def outside_image_taps(height, width, padding):
+    """(tap, y, x) index tensors of the taps of a 3 x 3, dilation 1, stride
+    1 window with this (pad_h, pad_w) padding that read outside a height x
+    width image, over the output positions (y, x)."""
     taps, ys, xs = [], [], []
+    out_h, out_w = height + 2 * padding[0] - 2, width + 2 * padding[1] - 2
     for i in range(3):
         for j in range(3):
-            for y in range(height):
-                for x in range(width):
-                    inside = (0 <= y + i - 1 < height
-                              and 0 <= x + j - 1 < width)
+            for y in range(out_h):
+                for x in range(out_w):
+                    inside = (0 <= y + i - padding[0] < height
+                              and 0 <= x + j - padding[1] < width)
                     if not inside:
                         taps.append(i * 3 + j)
                         ys.append(y)
@@ -252,18 +264,22 @@ def outside_image_taps(height, width):
 
 @requires_ext
 @pytest.mark.parametrize('device', DEVICES)
-@pytest.mark.parametrize('size', [(23, 24), (7, 9)])  # centred, segments
-def test_taps_outside_the_image_add_nothing(device, size):
+@pytest.mark.parametrize(
+    'size,padding',
+    [((23, 24), (1, 1)),  # centred window
+     ((7, 9), (1, 1)),  # centred window, small plane
+     ((7, 9), (2, 1))])  # segments
+def test_taps_outside_the_image_add_nothing(device, size, padding):
     """A weight, or an output gradient, at a tap that reads outside the
     image adds no term, even when it is inf (zero padding would make it
     NaN): the forward equals the reference with those weights zeroed, and
     the weight gradient there is 0, on every CPU kernel and on CUDA."""
     h, w = size
     x, a, kw = make_window_case((1, 16, h, w, 1, 2),
-                                ((3, 3), (1, 1), (1, 1), (1, 1)),
+                                ((3, 3), (1, 1), padding, (1, 1)),
                                 torch.float64, device)
     x, a = x.detach(), a.detach()
-    taps, ys, xs = outside_image_taps(h, w)
+    taps, ys, xs = outside_image_taps(h, w, padding)
     finite = a.clone()
     finite[:, :, :, taps, ys, xs] = 0
     poisoned = a.clone()
@@ -273,7 +289,7 @@ def test_taps_outside_the_image_add_nothing(device, size):
                                                                 **kw))
 
     window = [list(v) for v in kw.values()]
-    grad = torch.randn(1, 16, h, w, dtype=x.dtype, device=device)
+    grad = torch.randn(out.shape, dtype=x.dtype, device=device)
     grad[:, :, 0, 1] = float('inf')  # a first-row output: window row 0 out
     grad_input, grad_weight = torch.ops.mmcot.local_aggregation_backward(
         grad, x, a, *window, True, True)
@@ -287,6 +303,30 @@ def test_taps_outside_the_image_add_nothing(device, size):
     for alone, both in ((only_input, grad_input), (only_weight, grad_weight)):
         torch.testing.assert_close(alone, both, rtol=0, atol=0,
                                    equal_nan=True)
+
+
+@requires_ext
+@pytest.mark.parametrize('device', DEVICES)
+@pytest.mark.parametrize('size,padding', [((23, 24), (1, 1)),
+                                          ((7, 9), (1, 1)),
+                                          ((7, 9), (2, 1))])
+def test_an_inf_input_reaches_only_the_windows_reading_it(
+        device, size, padding):
+    """Inf values at the first and last column of a row (where a flattened
+    window would wrap into the next row) and in a corner: the outputs whose
+    windows read them are +-inf, all others equal the reference's."""
+    h, w = size
+    x, a, kw = make_window_case((1, 16, h, w, 1, 2),
+                                ((3, 3), (1, 1), padding, (1, 1)),
+                                torch.float64, device)
+    x, a = x.detach().clone(), a.detach()
+    x[:, :, 3, 0] = float('inf')
+    x[:, :, 4, -1] = float('-inf')
+    x[:, :, -1, -1] = float('inf')
+    out = local_aggregation(x, a, **kw)
+    expected = local_aggregation_reference(x, a, **kw)
+    assert out.isinf().any() and not out.isinf().all()
+    torch.testing.assert_close(out, expected, equal_nan=True)
 
 
 def channels_last(x, a, batch_stride=None):
