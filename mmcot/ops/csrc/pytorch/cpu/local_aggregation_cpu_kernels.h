@@ -23,7 +23,9 @@
 // centred_window) the kernels sum every output and gradient element in a
 // register over all its terms instead, in tiles of the flattened plane,
 // reading zero-padded copies of a tile only near the plane's first and last
-// rows (aggregate_centred, backward_centred_task).
+// rows (aggregate_centred, backward_centred_task); on the smallest planes
+// the forward sums a weight group's 8 channels at once instead
+// (forward_small_plane_task).
 //
 // The channels-last forward (forward_channels_last, what a channels-last
 // model runs) has one task per output row instead, each pixel's channels
