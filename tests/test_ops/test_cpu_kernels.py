@@ -75,13 +75,15 @@ def test_only_the_avx2_kernels_use_avx():
 #: (n, c, h, w, heads, groups), (kernel_size, stride, padding, dilation):
 #: the whole-plane plan, the per-row plan with heads (twice), a 56 x 56
 #: plane (one group a task) and seven groups of small planes (uneven
-#: blocks)
+#: blocks), on the segment kernels (9 x 8) and the small-plane forward
+#: (8 x 8)
 CASES = [
     ((2, 16, 7, 7, 1, 2), (3, 1, 1, 1)),
     ((2, 12, 6, 11, 2, 3), (5, 2, 4, 2)),
     ((1, 16, 56, 56, 1, 2), (3, 1, 1, 1)),
     ((1, 8, 40, 44, 2, 1), (3, 2, 1, 1)),
     ((3, 56, 9, 8, 2, 7), (3, 1, 1, 1)),
+    ((3, 56, 8, 8, 2, 7), (3, 1, 1, 1)),
 ]
 
 

@@ -220,7 +220,8 @@ CENTRED_SHAPES = [(1, 16, 70, 131, 2, 2), (2, 24, 23, 24, 1, 3),
                   (1, 16, 16, 32, 1, 2)]
 SMALL_CENTRED_SHAPES = [(2, 16, 7, 7, 2, 2), (1, 24, 8, 8, 1, 3),
                         (1, 16, 1, 9, 1, 2), (1, 16, 9, 1, 1, 2),
-                        (1, 16, 2, 3, 2, 2), (1, 16, 2, 2, 1, 2)]
+                        (1, 16, 2, 4, 1, 2), (1, 16, 2, 3, 2, 2),
+                        (1, 16, 2, 2, 1, 2)]
 BETWEEN_SHAPES = [(1, 16, 17, 30, 1, 2), (1, 24, 14, 14, 1, 3),
                   (1, 16, 5, 13, 2, 2)]
 
@@ -243,18 +244,19 @@ def test_cpu_kernel_matches_reference_on_centred_windows(
                              tol)
 
 
-def outside_image_taps(height, width, padding):
-    """(tap, y, x) index tensors of the taps of a 3 x 3, dilation 1, stride
-    1 window with this (pad_h, pad_w) padding that read outside a height x
-    width image, over the output positions (y, x)."""
+def outside_image_taps(height, width, padding, dilation):
+    """(tap, y, x) index tensors of the taps of a 3 x 3, stride 1 window
+    with this padding and dilation (both equal along the two axes) that read
+    outside a height x width image, over the output positions (y, x)."""
     taps, ys, xs = [], [], []
-    out_h, out_w = height + 2 * padding[0] - 2, width + 2 * padding[1] - 2
+    out_h, out_w = (size + 2 * padding - 2 * dilation
+                    for size in (height, width))
     for i in range(3):
         for j in range(3):
             for y in range(out_h):
                 for x in range(out_w):
-                    inside = (0 <= y + i - padding[0] < height
-                              and 0 <= x + j - padding[1] < width)
+                    inside = (0 <= y + i * dilation - padding < height
+                              and 0 <= x + j * dilation - padding < width)
                     if not inside:
                         taps.append(i * 3 + j)
                         ys.append(y)
@@ -262,24 +264,28 @@ def outside_image_taps(height, width, padding):
     return torch.tensor(taps), torch.tensor(ys), torch.tensor(xs)
 
 
+# (size, padding, dilation): a centred window on a large plane, on a small
+# plane (twice), and a window the segment kernels take
+OUTSIDE_TAP_CASES = [((23, 24), 1, 1), ((7, 9), 1, 1), ((7, 9), 2, 2),
+                     ((7, 9), 2, 1)]
+
+
 @requires_ext
 @pytest.mark.parametrize('device', DEVICES)
-@pytest.mark.parametrize(
-    'size,padding',
-    [((23, 24), (1, 1)),  # centred window
-     ((7, 9), (1, 1)),  # centred window, small plane
-     ((7, 9), (2, 1))])  # segments
-def test_taps_outside_the_image_add_nothing(device, size, padding):
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float64])
+@pytest.mark.parametrize('size,padding,dilation', OUTSIDE_TAP_CASES)
+def test_taps_outside_the_image_add_nothing(device, dtype, size, padding,
+                                            dilation):
     """A weight, or an output gradient, at a tap that reads outside the
     image adds no term, even when it is inf (zero padding would make it
     NaN): the forward equals the reference with those weights zeroed, and
     the weight gradient there is 0, on every CPU kernel and on CUDA."""
     h, w = size
     x, a, kw = make_window_case((1, 16, h, w, 1, 2),
-                                ((3, 3), (1, 1), padding, (1, 1)),
-                                torch.float64, device)
+                                ((3, 3), (1, 1), (padding, padding),
+                                 (dilation, dilation)), dtype, device)
     x, a = x.detach(), a.detach()
-    taps, ys, xs = outside_image_taps(h, w, padding)
+    taps, ys, xs = outside_image_taps(h, w, padding, dilation)
     finite = a.clone()
     finite[:, :, :, taps, ys, xs] = 0
     poisoned = a.clone()
@@ -307,18 +313,17 @@ def test_taps_outside_the_image_add_nothing(device, size, padding):
 
 @requires_ext
 @pytest.mark.parametrize('device', DEVICES)
-@pytest.mark.parametrize('size,padding', [((23, 24), (1, 1)),
-                                          ((7, 9), (1, 1)),
-                                          ((7, 9), (2, 1))])
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float64])
+@pytest.mark.parametrize('size,padding,dilation', OUTSIDE_TAP_CASES)
 def test_an_inf_input_reaches_only_the_windows_reading_it(
-        device, size, padding):
+        device, dtype, size, padding, dilation):
     """Inf values at the first and last column of a row (where a flattened
     window would wrap into the next row) and in a corner: the outputs whose
     windows read them are +-inf, all others equal the reference's."""
     h, w = size
     x, a, kw = make_window_case((1, 16, h, w, 1, 2),
-                                ((3, 3), (1, 1), padding, (1, 1)),
-                                torch.float64, device)
+                                ((3, 3), (1, 1), (padding, padding),
+                                 (dilation, dilation)), dtype, device)
     x, a = x.detach().clone(), a.detach()
     x[:, :, 3, 0] = float('inf')
     x[:, :, 4, -1] = float('-inf')

@@ -18,13 +18,15 @@
 // and an output as large as the input (CoTNet's windows), a tap shifts the
 // flattened plane by a constant, so one segment covers the whole plane and a
 // column mask drops the positions whose shifted column leaves the image:
-// long, vectorisable loops even for 7 x 7 maps. Otherwise a segment is the
-// valid part of one output row. On a centred 3 x 3 window (a CoT layer's,
-// centred_window) the kernels sum every output and gradient element in a
-// register over all its terms instead, in tiles of the flattened plane,
+// vectorisable loops as long as the plane. Otherwise a segment is the valid
+// part of one output row. On a centred 3 x 3 window (a CoT layer's) the
+// kernels replace the segments where that pays: on planes of kMinCentredPlane
+// positions or more (centred_window) they sum every output and gradient
+// element in a register over all its terms, in tiles of the flattened plane,
 // reading zero-padded copies of a tile only near the plane's first and last
-// rows (aggregate_centred, backward_centred_task); on the smallest planes
-// the forward sums a weight group's 8 channels at once instead
+// rows (aggregate_centred, backward_centred_task); on planes of at most
+// kMaxSmallPlane positions with 8 channels a weight group
+// (small_centred_window), the forward sums a group's 8 channels at once
 // (forward_small_plane_task).
 //
 // The channels-last forward (forward_channels_last, what a channels-last
@@ -203,7 +205,7 @@ void aggregate_segments(const LocalAggregationShape& s, const WindowPlan& plan,
   }
 }
 
-// Planes of fewer output positions keep the segment kernels even for a
+// Planes of fewer output positions do not take the tiled kernels of a
 // centred window: there every tile needs zero-padded copies, which cost
 // more than the register sums save (14 x 14, caches flushed: 0.67-0.73x
 // the segment kernels' speed forward, 0.81-0.89x backward on an AVX2 EPYC;
@@ -713,7 +715,7 @@ template <typename T>
 struct SmallPlane {
   using Mask = typename Vector<T>::mask;
   static constexpr int64_t kKernel = 3, kTaps = 9;
-  int64_t plane, margin, frame;
+  int64_t plane, margin, frame, vectors;
   int64_t shift[kTaps];
   // [tap][vector of positions][lane]: 0 or -1 (a Mask)
   std::vector<std::conditional_t<sizeof(T) == 4, int32_t, int64_t>> masks;
@@ -721,7 +723,8 @@ struct SmallPlane {
   explicit SmallPlane(const LocalAggregationShape& s)
       : plane(s.out_plane()),
         margin(s.pad_h * s.width + s.pad_w),
-        frame(s.out_plane() + 2 * margin) {
+        frame(s.out_plane() + 2 * margin),
+        vectors((plane + kLanes<T> - 1) / kLanes<T>) {
     for (int64_t i = 0; i < kKernel; ++i) {
       for (int64_t j = 0; j < kKernel; ++j) {
         shift[i * kKernel + j] =
@@ -731,7 +734,6 @@ struct SmallPlane {
     // the vectors start at 0, L, 2L, ... and, for a partial last one, at
     // plane - L (recomputing some positions)
     const int64_t lanes = kLanes<T>;
-    const int64_t vectors = (plane + lanes - 1) / lanes;
     masks.resize(kTaps * vectors * lanes);
     std::vector<int64_t> rows(plane), columns(plane);
     for (int64_t p = 0; p < plane; ++p) {
@@ -753,10 +755,8 @@ struct SmallPlane {
     }
   }
 
-  int64_t vectors() const { return masks.size() / (kTaps * kLanes<T>); }
-
   Mask mask(int64_t t, int64_t m) const {
-    return load_vector<Mask>(masks.data() + (t * vectors() + m) * kLanes<T>);
+    return load_vector<Mask>(masks.data() + (t * vectors + m) * kLanes<T>);
   }
 };
 
@@ -769,7 +769,7 @@ void aggregate_small_plane(const SmallPlane<T>& sp, const T* __restrict__ w,
                            T* __restrict__ out, int64_t out_stride) {
   using V = typename Vector<T>::type;
   using Mask = typename Vector<T>::mask;
-  const int64_t vectors = sp.vectors(), plane = sp.plane;
+  const int64_t vectors = sp.vectors, plane = sp.plane;
   for (int64_t m = 0; m < vectors; ++m) {
     const int64_t p = std::min(m * kLanes<T>, plane - kLanes<T>);
     V acc[kChannelsPerGroup];
@@ -797,6 +797,7 @@ template <typename T>
 inline void prefetch(const T* from, int64_t n) {
   constexpr int64_t kLine = 64 / sizeof(T);
   for (int64_t k = 0; k < n; k += kLine) __builtin_prefetch(from + k);
+  if (n > 0) __builtin_prefetch(from + n - 1);
 }
 
 // forward_task for small_centred_window: the block's planes are read and
