@@ -706,48 +706,39 @@ inline void aggregate_group_block(T* __restrict__ out,
 // and channel, are a few vectors long: a vector of positions of a group's
 // 8 channels at once, over all 9 taps, each weight and mask vector loaded
 // once for the 8 channels, whose sums stay in registers. Each channel's
-// plane is read from a copy with `margin` zeros before and after it, so
-// that the taps of the first and last rows read inside the copy; a mask per
-// tap and position drops the taps outside the image (the rows above and
-// below, and the columns a flattened shift wraps to): the same terms in the
-// same order as the segment kernels.
+// plane is read from a copy with the centred window's margin of zeros
+// before and after it (what CentredWindow::read assumes), so that the taps
+// of the first and last rows read inside the copy; a mask per tap and
+// position drops the taps outside the image (the rows above and below, and
+// the columns a flattened shift wraps to): the same terms in the same order
+// as the segment kernels.
 template <typename T>
 struct SmallPlane {
   using Mask = typename Vector<T>::mask;
-  static constexpr int64_t kKernel = 3, kTaps = 9;
-  int64_t plane, margin, frame, vectors;
-  int64_t shift[kTaps];
+  static constexpr int64_t kKernel = CentredWindow::kKernel;
+  static constexpr int64_t kTaps = CentredWindow::kTaps;
+  CentredWindow window;  // its margin and shifts
+  int64_t plane, frame, vectors;
   // [tap][vector of positions][lane]: 0 or -1 (a Mask)
   std::vector<std::conditional_t<sizeof(T) == 4, int32_t, int64_t>> masks;
 
   explicit SmallPlane(const LocalAggregationShape& s)
-      : plane(s.out_plane()),
-        margin(s.pad_h * s.width + s.pad_w),
-        frame(s.out_plane() + 2 * margin),
+      : window(s),
+        plane(s.out_plane()),
+        frame(s.out_plane() + 2 * window.margin),
         vectors((plane + kLanes<T> - 1) / kLanes<T>) {
-    for (int64_t i = 0; i < kKernel; ++i) {
-      for (int64_t j = 0; j < kKernel; ++j) {
-        shift[i * kKernel + j] =
-            (i - 1) * s.dilation_h * s.width + (j - 1) * s.dilation_w;
-      }
-    }
     // the vectors start at 0, L, 2L, ... and, for a partial last one, at
     // plane - L (recomputing some positions)
     const int64_t lanes = kLanes<T>;
     masks.resize(kTaps * vectors * lanes);
-    std::vector<int64_t> rows(plane), columns(plane);
-    for (int64_t p = 0; p < plane; ++p) {
-      rows[p] = p < s.width ? 0 : rows[p - s.width] + 1;
-      columns[p] = p < s.width ? p : columns[p - s.width];
-    }
     for (int64_t t = 0; t < kTaps; ++t) {
       const int64_t dy = (t / kKernel - 1) * s.dilation_h;
       const int64_t dx = (t % kKernel - 1) * s.dilation_w;
       for (int64_t m = 0; m < vectors; ++m) {
         const int64_t first = std::min(m * lanes, plane - lanes);
         for (int64_t l = 0; l < lanes; ++l) {
-          const int64_t y = rows[first + l] + dy;
-          const int64_t x = columns[first + l] + dx;
+          const int64_t y = (first + l) / s.width + dy;
+          const int64_t x = (first + l) % s.width + dx;
           const bool inside = y >= 0 && y < s.height && x >= 0 && x < s.width;
           masks[(t * vectors + m) * lanes + l] = inside ? -1 : 0;
         }
@@ -762,7 +753,7 @@ struct SmallPlane {
 
 // out[c * out_stride + p] for the 8 channels c of a group and the
 // positions p of the plane: values holds their planes `frame` apart, each
-// after `margin` zeros (SmallPlane), w the group's 9 weight planes.
+// after window.margin zeros (SmallPlane), w the group's 9 weight planes.
 template <typename T>
 void aggregate_small_plane(const SmallPlane<T>& sp, const T* __restrict__ w,
                            const T* __restrict__ values,
@@ -778,7 +769,7 @@ void aggregate_small_plane(const SmallPlane<T>& sp, const T* __restrict__ w,
     for (int64_t t = 0; t < SmallPlane<T>::kTaps; ++t) {
       const V weight = load_vector<V>(w + t * plane + p);
       const Mask inside = sp.mask(t, m);
-      const T* v = values + sp.margin + p + sp.shift[t];
+      const T* v = values + sp.window.read(t) + p;
 #pragma GCC unroll 8
       for (int64_t c = 0; c < kChannelsPerGroup; ++c) {
         const V product = weight * load_vector<V>(v + c * sp.frame);
@@ -819,7 +810,7 @@ void forward_small_plane_task(const LocalAggregationShape& s,
           input + s.input_offset(block.n, j * s.groups + block.begin + g);
       std::copy(from, from + plane,
                 values.data() + (g * kChannelsPerGroup + j) * sp.frame +
-                    sp.margin);
+                    sp.window.margin);
     }
   }
   for (int64_t head = 0; head < s.heads; ++head) {
