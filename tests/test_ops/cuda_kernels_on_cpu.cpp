@@ -49,24 +49,9 @@ LocalAggregationShape make_shape(const at::Tensor& input,
                                  std::vector<int64_t> stride,
                                  std::vector<int64_t> padding,
                                  std::vector<int64_t> dilation) {
-  LocalAggregationShape s;
-  s.batch = input.size(0);
-  s.channels = input.size(1);
-  s.height = input.size(2);
-  s.width = input.size(3);
-  s.heads = weight.size(1);
-  s.groups = weight.size(2);
-  s.out_height = weight.size(4);
-  s.out_width = weight.size(5);
-  s.kernel_h = kernel[0];
-  s.kernel_w = kernel[1];
-  s.stride_h = stride[0];
-  s.stride_w = stride[1];
-  s.pad_h = padding[0];
-  s.pad_w = padding[1];
-  s.dilation_h = dilation[0];
-  s.dilation_w = dilation[1];
-  return s;
+  return LocalAggregationShape::from_sizes(
+      input.sizes().data(), weight.sizes().data(), kernel.data(),
+      stride.data(), padding.data(), dilation.data());
 }
 
 // The output of the forward kernel, run with `threads` per block and at

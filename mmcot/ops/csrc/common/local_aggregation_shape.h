@@ -38,6 +38,20 @@ struct LocalAggregationShape {
                                           int64_t c) const {
     return ((n * heads + head) * channels + c) * out_plane();
   }
+
+  // From the input's 4 sizes, the weight's 6 and the (h, w) pairs of the
+  // window, unchecked: the caller validates.
+  static LocalAggregationShape from_sizes(const int64_t* input,
+                                          const int64_t* weight,
+                                          const int64_t* kernel,
+                                          const int64_t* stride,
+                                          const int64_t* padding,
+                                          const int64_t* dilation) {
+    return {input[0],   input[1],   input[2],    input[3],
+            weight[1],  weight[2],  weight[4],   weight[5],
+            kernel[0],  kernel[1],  stride[0],   stride[1],
+            padding[0], padding[1], dilation[0], dilation[1]};
+  }
 };
 
 // Output size along one dimension, floor division as in Python; <= 0 means

@@ -24,23 +24,9 @@ LocalAggregationShape make_shape(const at::Tensor& input,
               "input and weight must have the same dtype");
   TORCH_CHECK(input.device() == weight.device(),
               "input and weight must be on the same device");
-  LocalAggregationShape s;
-  s.batch = input.size(0);
-  s.channels = input.size(1);
-  s.height = input.size(2);
-  s.width = input.size(3);
-  s.heads = weight.size(1);
-  s.groups = weight.size(2);
-  s.out_height = weight.size(4);
-  s.out_width = weight.size(5);
-  s.kernel_h = kernel_size[0];
-  s.kernel_w = kernel_size[1];
-  s.stride_h = stride[0];
-  s.stride_w = stride[1];
-  s.pad_h = padding[0];
-  s.pad_w = padding[1];
-  s.dilation_h = dilation[0];
-  s.dilation_w = dilation[1];
+  const auto s = LocalAggregationShape::from_sizes(
+      input.sizes().data(), weight.sizes().data(), kernel_size.data(),
+      stride.data(), padding.data(), dilation.data());
   TORCH_CHECK(s.kernel_h > 0 && s.kernel_w > 0 && s.stride_h > 0 &&
                   s.stride_w > 0 && s.dilation_h > 0 && s.dilation_w > 0 &&
                   s.pad_h >= 0 && s.pad_w >= 0,
