@@ -1,9 +1,11 @@
 """Exporting models with CoT layers: ``torch.export`` programs and ONNX files.
 
-The local aggregation is the custom operator ``mmcot::local_aggregation``:
-``torch.export`` keeps it (the program runs mmcot's kernels), and for ONNX
-it is decomposed into pad, slice, multiply and add
-(:func:`mmcot.ops.local_aggregation_decomposed`), so that the file holds
+The local aggregation is the custom operator ``mmcot::local_aggregation``
+(at inference ``mmcot::local_aggregation_group_normed``, with the CoT
+layer's GroupNorm inside): ``torch.export`` keeps it (the program runs
+mmcot's kernels), and for ONNX it is decomposed into GroupNorm, pad, slice,
+multiply and add (:func:`mmcot.ops.local_aggregation_decomposed`), so that
+the file holds
 standard ONNX operators only and runs in onnxruntime or any other runtime
 without mmcot.
 """
@@ -16,6 +18,8 @@ import torch
 from mmcot.fileio import atomic_write
 from mmcot.ops.ext_loader import load_ext
 from mmcot.ops.local_aggregation import local_aggregation_decomposed
+from mmcot.ops.local_aggregation_group_normed import \
+    local_aggregation_group_normed_decomposed
 
 
 class ClassScores(torch.nn.Module):
@@ -71,7 +75,8 @@ def export_program(
 
 def decompose_local_aggregation(
         program: torch.export.ExportedProgram) -> torch.export.ExportedProgram:
-    """The program with every ``mmcot::local_aggregation`` replaced by its
+    """The program with every ``mmcot::local_aggregation`` (and
+    ``mmcot::local_aggregation_group_normed``) replaced by its
     decomposition into standard operators (and torch's default
     decompositions applied)."""
     table = torch.export.default_decompositions()
@@ -80,6 +85,8 @@ def decompose_local_aggregation(
     if load_ext() is not None:
         table[torch.ops.mmcot.local_aggregation.default] = (
             local_aggregation_decomposed)
+        table[torch.ops.mmcot.local_aggregation_group_normed.default] = (
+            local_aggregation_group_normed_decomposed)
     return program.run_decompositions(table)
 
 

@@ -107,6 +107,7 @@ fi
 # the kernels' CPU simulation and PTX checks run in CI, not on device time
 step tests_ops env MMCOT_REQUIRE_EXT=1 "$PY" -m pytest \
   tests/test_ops/test_local_aggregation.py \
+  tests/test_ops/test_local_aggregation_group_normed.py \
   tests/test_models/test_compile_export.py::test_compile_fullgraph_inductor_cuda \
   -q -p no:cacheprovider \
   --junitxml "$OUT/tests_ops.xml" ${OP_TESTS[@]+"${OP_TESTS[@]}"}

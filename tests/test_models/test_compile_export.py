@@ -1,7 +1,8 @@
 """torch.compile (fullgraph), torch.export and the ONNX decomposition of the
 seven CoT backbones, against eager mode. The backbones have one block per
 stage at full width; the local aggregation is the custom operator
-``mmcot::local_aggregation`` throughout."""
+``mmcot::local_aggregation`` (in inference without gradients
+``mmcot::local_aggregation_group_normed``) throughout."""
 import copy
 
 import pytest
@@ -104,20 +105,24 @@ def test_compile_fullgraph_inductor_cuda():
 @requires_ext
 @pytest.mark.parametrize('variant', ['cotnext50_2x48d', 'se_cotnetd_50'])
 def test_export_and_decomposition(variant):
-    """torch.export keeps the custom op and runs mmcot's kernels; the
-    program decomposed for ONNX has only standard operators; both equal
-    eager at another batch size (the batch is symbolic)."""
+    """torch.export keeps the custom op (at inference the one with the
+    weights' GroupNorm inside) and runs mmcot's kernels; the program
+    decomposed for ONNX has only standard operators; both equal eager at
+    another batch size (the batch is symbolic), up to rounding: traced for
+    inference, the first embed conv runs once over [x, k]
+    (CoTLayer.embedding)."""
     model = build(variant).eval()
     x = torch.randn(2, 3, 64, 64)
     program = export_program(model, (x, ), dynamic_batch=True)
     targets = {str(n.target) for n in program.graph.nodes}
-    assert 'mmcot.local_aggregation.default' in targets
+    assert 'mmcot.local_aggregation_group_normed.default' in targets
+    assert 'aten.group_norm.default' not in targets
     decomposed = decompose_local_aggregation(program)
     assert not any('mmcot' in str(n.target) for n in decomposed.graph.nodes)
     x5 = torch.randn(5, 3, 64, 64)
     with torch.no_grad():
         want = model(x5)
-        assert_close_all(program.module()(x5), want, rtol=0, atol=0)
+        assert_close_all(program.module()(x5), want, rtol=1e-5, atol=1e-6)
         assert_close_all(decomposed.module()(x5), want, rtol=1e-4, atol=1e-5)
 
 

@@ -106,6 +106,7 @@ def test_embedding_equals_conv_over_query_and_key(layer_type, order):
     else:
         qk = torch.empty(2, 64, 5, 6)
         qk[:, 0::2], qk[:, 1::2] = x, k
+    assert torch.equal(layer.query_key(x, k), qk)  # what compiled runs
     with torch.no_grad():
         torch.testing.assert_close(
             layer.aggregation_weights(x, k), layer.embed(qk))
@@ -114,6 +115,29 @@ def test_embedding_equals_conv_over_query_and_key(layer_type, order):
             [x, k], 1).view(2, 2, 32, 5, 6).transpose(1, 2).flatten(1, 2)
         assert not torch.allclose(
             layer.aggregation_weights(x, k), layer.embed(other))
+
+
+@pytest.mark.parametrize('layer_type', [CoTLayer, CoXtLayer])
+@pytest.mark.parametrize('memory_format',
+                         [torch.contiguous_format, torch.channels_last])
+def test_inference_without_grad_equals_the_differentiable_path(
+        layer_type, memory_format):
+    """Without gradients the layer aggregates with the weights' GroupNorm
+    inside one op (a CoXt layer's two cardinality groups each with their
+    half of the GroupNorm's affine); with them, GroupNorm then the op. The
+    two give the same output, from trained (non-trivial) GroupNorm and
+    batch norm parameters."""
+    torch.manual_seed(0)
+    layer = randomize_batch_norms(layer_type(64, 64).eval())
+    with torch.no_grad():
+        layer.embed[-1].weight.uniform_(0.5, 1.5)
+        layer.embed[-1].bias.uniform_(-1, 1)
+    x = torch.randn(2, 64, 12, 10).contiguous(memory_format=memory_format)
+    with torch.no_grad():
+        fused = layer(x)
+    differentiable = layer(x)
+    assert differentiable.requires_grad
+    torch.testing.assert_close(fused, differentiable, rtol=1e-5, atol=1e-5)
 
 
 def test_coxt_groups_are_independent():

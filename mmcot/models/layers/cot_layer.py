@@ -12,7 +12,7 @@ from mmcv.cnn import build_activation_layer, build_norm_layer
 from mmengine.model import BaseModule
 from mmengine.registry import MODELS
 
-from mmcot.ops import LocalAggregation
+from mmcot.ops import LocalAggregation, local_aggregation_group_normed
 
 from .pooling import BoxPool2d
 
@@ -139,42 +139,71 @@ class CoTLayer(BaseModule):
     def split_query_key(self, weight: torch.Tensor) -> tuple:
         """The query and key halves of the first embed conv's weight.
 
-        That conv takes ``[x, k]``, the query channels then the key channels;
-        returns the weights (C/2, C/cardinality, 1, 1) it applies to each.
+        That conv takes ``[x, k]`` (:meth:`query_key`), the query channels
+        then the key channels; returns the weights (C/2, C/cardinality, 1,
+        1) it applies to each.
         """
         c = self.in_channels
         return weight[:, :c], weight[:, c:]
 
-    def aggregation_weights(self, x: torch.Tensor,
-                            k: torch.Tensor) -> torch.Tensor:
+    def query_key(self, x: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        """The first embed conv's input, ``[x, k]``: (N, 2C, H, W)."""
+        return torch.cat([x, k], 1)
+
+    def embedding(self, x: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
         """The embedding of query ``x`` and keys ``k``, both (N, C, H, W),
-        into aggregation weights (N, G*K*K, H, W).
+        before its GroupNorm: (N, G*K*K, H, W).
 
         The first 1x1 conv runs as one conv over ``x`` plus one over ``k``
-        (the two halves of its weight): the same sum as over ``[x, k]``,
-        without forming the 2C-channel concatenation. That conv has a bias
-        once its batch norm is folded into it (``mmcv.cnn.fuse_conv_bn``).
+        (the two halves of its weight): the same sum as over
+        :meth:`query_key`, without copying x and k into it. Compiled for
+        inference (no gradients), it runs over :meth:`query_key` instead,
+        which the compiler's kernels computing x and k write in place: one
+        conv call, not two (the sums then differ from eager's in rounding
+        only). That conv has a bias once its batch norm is folded into it
+        (``mmcv.cnn.fuse_conv_bn``).
         """
-        first, *rest = self.embed
-        w_query, w_key = self.split_query_key(first.weight)
-        out = F.conv2d(x, w_query, first.bias, groups=self.cardinality)
-        out = out.add_(F.conv2d(k, w_key, groups=self.cardinality))
+        first, *rest, _ = self.embed
+        if torch.compiler.is_compiling() and not torch.is_grad_enabled():
+            out = first(self.query_key(x, k))
+        else:
+            w_query, w_key = self.split_query_key(first.weight)
+            out = F.conv2d(x, w_query, first.bias, groups=self.cardinality)
+            out = out.add_(F.conv2d(k, w_key, groups=self.cardinality))
         for layer in rest:
             out = layer(out)
         return out
+
+    def aggregation_weights(self, x: torch.Tensor,
+                            k: torch.Tensor) -> torch.Tensor:
+        """The aggregation weights (N, G*K*K, H, W) of query ``x`` and keys
+        ``k``: :meth:`embedding` normalised by the embed's GroupNorm."""
+        return self.embed[-1](self.embedding(x, k))
+
+    def aggregate(self, v: torch.Tensor,
+                  embedding: torch.Tensor) -> torch.Tensor:
+        """Aggregate the values ``v`` (N*cardinality, C/cardinality, H, W)
+        with the ``embedding`` (N*cardinality, 1, G/cardinality, K*K, H, W)
+        normalised by the embed's GroupNorm (one GroupNorm group a weight
+        group): at inference one op, which normalises as it aggregates."""
+        norm, window = self.embed[-1], self.local_conv
+        affine = (self.cardinality, 1, -1, self.kernel_size**2)
+        return local_aggregation_group_normed(
+            v, embedding, norm.weight.view(affine), norm.bias.view(affine),
+            norm.eps, window.kernel_size, window.stride, window.padding,
+            window.dilation)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(N, C, H, W) -> (N, C, H / stride, W / stride)."""
         x = self.pool(x)
         n, c, h, w = x.shape
         k = self.key_embed(x)
-        weight = self.aggregation_weights(x, k)
         # one aggregation per cardinality group, each with its own weights
         # (reshape: in channels-last memory the groups are no view)
-        weight = weight.reshape(n * self.cardinality, 1, -1,
-                                self.kernel_size**2, h, w)
+        embedding = self.embedding(x, k).reshape(n * self.cardinality, 1, -1,
+                                                 self.kernel_size**2, h, w)
         v = self.conv1x1(x).reshape(n * self.cardinality, -1, h, w)
-        v = self.local_conv(v, weight).reshape(n, c, h, w)
+        v = self.aggregate(v, embedding).reshape(n, c, h, w)
         v = self.act(self.bn(v))
 
         # mean(v + k) as mean(v) + mean(k): no full-size sum is formed
@@ -219,3 +248,8 @@ class CoXtLayer(CoTLayer):
         """The query and key parts of the first embed conv's weight, whose
         input interleaves them (``x0, k0, x1, k1, ...``)."""
         return weight[:, 0::2], weight[:, 1::2]
+
+    def query_key(self, x: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        """The first embed conv's input, ``x0, k0, x1, k1, ...``:
+        (N, 2C, H, W)."""
+        return torch.stack([x, k], 2).flatten(1, 2)

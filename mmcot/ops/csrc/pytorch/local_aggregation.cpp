@@ -87,6 +87,58 @@ at::Tensor local_aggregation_forward(const at::Tensor& input,
   return output.contiguous(format);
 }
 
+at::Tensor local_aggregation_group_normed_forward(
+    const at::Tensor& input, const at::Tensor& weight,
+    const at::Tensor& gn_weight, const at::Tensor& gn_bias, double eps,
+    std::vector<int64_t> kernel_size, std::vector<int64_t> stride,
+    std::vector<int64_t> padding, std::vector<int64_t> dilation) {
+  const auto shape =
+      make_shape(input, weight, kernel_size, stride, padding, dilation);
+  TORCH_CHECK(gn_weight.dim() == 4 && gn_weight.sizes() == gn_bias.sizes(),
+              "gn_weight and gn_bias must both be (M, heads, G, K*K)");
+  const int64_t samples = gn_weight.size(0);
+  TORCH_CHECK(samples > 0 && shape.batch % samples == 0 &&
+                  gn_weight.size(1) == shape.heads &&
+                  gn_weight.size(2) == shape.groups &&
+                  gn_weight.size(3) == shape.taps(),
+              "gn_weight must be (M, heads, G, K*K) with M dividing N");
+  for (const at::Tensor* t : {&gn_weight, &gn_bias}) {
+    TORCH_CHECK(t->scalar_type() == input.scalar_type() &&
+                    t->device() == input.device(),
+                "gn_weight and gn_bias must be of the input's dtype and on "
+                "its device");
+  }
+  TORCH_CHECK(eps > 0, "eps must be positive");
+  const at::MemoryFormat format = result_memory_format(input);
+  const bool fused =
+      DeviceImpls<LocalAggregationGroupNormedForwardOp>::get().find(
+          input.device().type()) != nullptr;
+  if (!fused || input.numel() == 0 || weight.numel() == 0) {
+    const at::Tensor normed =
+        at::group_norm(
+            weight.reshape({shape.batch / samples,
+                            samples * shape.heads * shape.groups *
+                                shape.taps(),
+                            shape.out_height, shape.out_width}),
+            samples * shape.heads * shape.groups, gn_weight.reshape(-1),
+            gn_bias.reshape(-1), eps)
+            .reshape(weight.sizes());
+    return local_aggregation_forward(input, normed, kernel_size, stride,
+                                     padding, dilation);
+  }
+  const bool channels_last = format == at::MemoryFormat::ChannelsLast;
+  at::Tensor output = at::empty(
+      {shape.batch, shape.heads * shape.channels, shape.out_height,
+       shape.out_width},
+      input.options().memory_format(format));
+  dispatch_device_impl<LocalAggregationGroupNormedForwardOp>(
+      input, input.contiguous(format),
+      channels_last ? pixel_major(weight) : weight.contiguous(),
+      gn_weight.contiguous(), gn_bias.contiguous(), eps, channels_last,
+      output, shape);
+  return output;
+}
+
 std::vector<at::Tensor> local_aggregation_backward(
     const at::Tensor& grad_output, const at::Tensor& input,
     const at::Tensor& weight, std::vector<int64_t> kernel_size,

@@ -26,6 +26,20 @@ struct LocalAggregationForwardChannelsLastOp {
   static constexpr const char* name = "local_aggregation_forward_channels_last";
 };
 
+// forward on the weights normalised by GroupNorm, each (sample, head,
+// group) of the weight one normalisation group; gn_weight, gn_bias
+// (M, heads, G, K*K) contiguous, sample n using those of n % M. input,
+// weight and output contiguous or, with channels_last, in the layouts of
+// LocalAggregationForwardChannelsLastOp. Devices without it normalise with
+// at::group_norm and run the forward.
+struct LocalAggregationGroupNormedForwardOp {
+  using Fn = void (*)(const at::Tensor& input, const at::Tensor& weight,
+                      const at::Tensor& gn_weight, const at::Tensor& gn_bias,
+                      double eps, bool channels_last, at::Tensor& output,
+                      const LocalAggregationShape& shape);
+  static constexpr const char* name = "local_aggregation_group_normed_forward";
+};
+
 // grad_input / grad_weight may be undefined tensors when not required.
 struct LocalAggregationBackwardOp {
   using Fn = void (*)(const at::Tensor& grad_output, const at::Tensor& input,
@@ -57,6 +71,13 @@ at::Tensor local_aggregation_forward(const at::Tensor& input,
                                      std::vector<int64_t> stride,
                                      std::vector<int64_t> padding,
                                      std::vector<int64_t> dilation);
+// local_aggregation_forward(input, GroupNorm(weight)) (see
+// LocalAggregationGroupNormedForwardOp), inference only.
+at::Tensor local_aggregation_group_normed_forward(
+    const at::Tensor& input, const at::Tensor& weight,
+    const at::Tensor& gn_weight, const at::Tensor& gn_bias, double eps,
+    std::vector<int64_t> kernel_size, std::vector<int64_t> stride,
+    std::vector<int64_t> padding, std::vector<int64_t> dilation);
 std::vector<at::Tensor> local_aggregation_backward(
     const at::Tensor& grad_output, const at::Tensor& input,
     const at::Tensor& weight, std::vector<int64_t> kernel_size,

@@ -26,6 +26,17 @@ at::Tensor forward_kernel(const at::Tensor& input, const at::Tensor& weight,
                                    dilation.vec());
 }
 
+at::Tensor group_normed_kernel(const at::Tensor& input,
+                               const at::Tensor& weight,
+                               const at::Tensor& gn_weight,
+                               const at::Tensor& gn_bias, double eps,
+                               Window kernel_size, Window stride,
+                               Window padding, Window dilation) {
+  return local_aggregation_group_normed_forward(
+      input, weight, gn_weight, gn_bias, eps, kernel_size.vec(),
+      stride.vec(), padding.vec(), dilation.vec());
+}
+
 // An unneeded gradient is an empty tensor: an operator returns tensors.
 std::tuple<at::Tensor, at::Tensor> backward_kernel(
     const at::Tensor& grad_output, const at::Tensor& input,
@@ -45,6 +56,13 @@ at::Tensor forward_meta(const at::Tensor& input, const at::Tensor& weight,
       {input.sym_size(0), weight.sym_size(1) * input.sym_size(1),
        weight.sym_size(4), weight.sym_size(5)},
       input.options().memory_format(result_memory_format(input)));
+}
+
+at::Tensor group_normed_meta(const at::Tensor& input,
+                             const at::Tensor& weight, const at::Tensor&,
+                             const at::Tensor&, double, Window, Window,
+                             Window, Window) {
+  return forward_meta(input, weight, {}, {}, {}, {});
 }
 
 std::tuple<at::Tensor, at::Tensor> backward_meta(
@@ -203,6 +221,29 @@ at::Tensor forward_autograd(const at::Tensor& input, const at::Tensor& weight,
                                          padding, dilation);
 }
 
+// The group-normed forward is for inference: it has no gradient (the Python
+// function differentiates through GroupNorm and the op instead).
+at::Tensor group_normed_autograd(const at::Tensor& input,
+                                 const at::Tensor& weight,
+                                 const at::Tensor& gn_weight,
+                                 const at::Tensor& gn_bias, double eps,
+                                 Window kernel_size, Window stride,
+                                 Window padding, Window dilation) {
+  TORCH_CHECK(!at::GradMode::is_enabled() ||
+                  !(input.requires_grad() || weight.requires_grad() ||
+                    gn_weight.requires_grad() || gn_bias.requires_grad()),
+              "mmcot::local_aggregation_group_normed has no gradient; call "
+              "mmcot.ops.local_aggregation_group_normed, which "
+              "differentiates through GroupNorm and local_aggregation");
+  static auto op =
+      c10::Dispatcher::singleton()
+          .findSchemaOrThrow("mmcot::local_aggregation_group_normed", "")
+          .typed<decltype(group_normed_kernel)>();
+  at::AutoDispatchBelowADInplaceOrView guard;
+  return op.call(input, weight, gn_weight, gn_bias, eps, kernel_size, stride,
+                 padding, dilation);
+}
+
 }  // namespace
 }  // namespace mmcot
 
@@ -215,27 +256,38 @@ TORCH_LIBRARY(mmcot, m) {
       "Tensor weight, int[] kernel_size, int[] stride, int[] padding, "
       "int[] dilation, bool need_input, bool need_weight) "
       "-> (Tensor, Tensor)");
+  // any strides: the kernels read contiguous and channels-last tensors
+  // where they lie, so inductor need not convert a channels-last graph's
+  m.def(
+      "local_aggregation_group_normed(Tensor input, Tensor weight, "
+      "Tensor gn_weight, Tensor gn_bias, float eps, int[] kernel_size, "
+      "int[] stride, int[] padding, int[] dilation) -> Tensor",
+      {at::Tag::flexible_layout});
 }
 
 TORCH_LIBRARY_IMPL(mmcot, CPU, m) {
   m.impl("local_aggregation", &mmcot::forward_kernel);
+  m.impl("local_aggregation_group_normed", &mmcot::group_normed_kernel);
   m.impl("local_aggregation_backward", &mmcot::backward_kernel);
 }
 
 #ifdef WITH_CUDA
 TORCH_LIBRARY_IMPL(mmcot, CUDA, m) {
   m.impl("local_aggregation", &mmcot::forward_kernel);
+  m.impl("local_aggregation_group_normed", &mmcot::group_normed_kernel);
   m.impl("local_aggregation_backward", &mmcot::backward_kernel);
 }
 #endif
 
 TORCH_LIBRARY_IMPL(mmcot, Meta, m) {
   m.impl("local_aggregation", &mmcot::forward_meta);
+  m.impl("local_aggregation_group_normed", &mmcot::group_normed_meta);
   m.impl("local_aggregation_backward", &mmcot::backward_meta);
 }
 
 TORCH_LIBRARY_IMPL(mmcot, Autograd, m) {
   m.impl("local_aggregation", &mmcot::forward_autograd);
+  m.impl("local_aggregation_group_normed", &mmcot::group_normed_autograd);
   m.impl("local_aggregation_backward", &mmcot::backward_autograd);
 }
 

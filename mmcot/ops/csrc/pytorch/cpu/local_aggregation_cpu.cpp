@@ -33,6 +33,9 @@ KernelIsa chosen_isa() {
 template <typename T>
 struct Kernels {
   decltype(&base::forward<T>) forward;
+  decltype(&base::forward_group_normed<T>) forward_group_normed;
+  decltype(&base::forward_group_normed_channels_last<T>)
+      forward_group_normed_channels_last;
   decltype(&base::forward_channels_last<T>) forward_channels_last;
   decltype(&base::backward<T>) backward;
 };
@@ -42,11 +45,13 @@ const Kernels<T>& kernels() {
   static const Kernels<T> chosen = [] {
 #ifdef MMCOT_CPU_X86_KERNELS
     if (chosen_isa() == KernelIsa::kAvx2)
-      return Kernels<T>{&avx2::forward<T>, &avx2::forward_channels_last<T>,
-                        &avx2::backward<T>};
+      return Kernels<T>{&avx2::forward<T>, &avx2::forward_group_normed<T>,
+                        &avx2::forward_group_normed_channels_last<T>,
+                        &avx2::forward_channels_last<T>, &avx2::backward<T>};
 #endif
-    return Kernels<T>{&base::forward<T>, &base::forward_channels_last<T>,
-                      &base::backward<T>};
+    return Kernels<T>{&base::forward<T>, &base::forward_group_normed<T>,
+                      &base::forward_group_normed_channels_last<T>,
+                      &base::forward_channels_last<T>, &base::backward<T>};
   }();
   return chosen;
 }
@@ -68,6 +73,29 @@ void local_aggregation_forward_cpu(const at::Tensor& input,
                                 weight.const_data_ptr<scalar_t>(),
                                 output.mutable_data_ptr<scalar_t>());
   });
+}
+
+// gn_weight and gn_bias contiguous; input, weight and output contiguous
+// or, with channels_last, in the layouts of forward_channels_last
+// (local_aggregation.h's LocalAggregationGroupNormedForwardOp).
+void local_aggregation_group_normed_forward_cpu(
+    const at::Tensor& input, const at::Tensor& weight,
+    const at::Tensor& gn_weight, const at::Tensor& gn_bias, double eps,
+    bool channels_last, at::Tensor& output,
+    const LocalAggregationShape& shape) {
+  AT_DISPATCH_FLOATING_TYPES(
+      input.scalar_type(), "local_aggregation_group_normed_cpu", [&] {
+        const GroupNormAffine<scalar_t> affine{
+            gn_weight.const_data_ptr<scalar_t>(),
+            gn_bias.const_data_ptr<scalar_t>(), gn_weight.size(0), eps};
+        const auto& run = channels_last
+                              ? kernels<scalar_t>()
+                                    .forward_group_normed_channels_last
+                              : kernels<scalar_t>().forward_group_normed;
+        run(shape, input.const_data_ptr<scalar_t>(),
+            weight.const_data_ptr<scalar_t>(), affine,
+            output.mutable_data_ptr<scalar_t>());
+      });
 }
 
 // input channels-last, weight pixel-major, output channels-last (the
@@ -110,6 +138,8 @@ void local_aggregation_backward_cpu(const at::Tensor& grad_output,
 
 MMCOT_REGISTER_DEVICE_IMPL(LocalAggregationForwardOp, CPU,
                            cpu::local_aggregation_forward_cpu);
+MMCOT_REGISTER_DEVICE_IMPL(LocalAggregationGroupNormedForwardOp, CPU,
+                           cpu::local_aggregation_group_normed_forward_cpu);
 MMCOT_REGISTER_DEVICE_IMPL(LocalAggregationForwardChannelsLastOp, CPU,
                            cpu::local_aggregation_forward_channels_last_cpu);
 MMCOT_REGISTER_DEVICE_IMPL(LocalAggregationBackwardOp, CPU,

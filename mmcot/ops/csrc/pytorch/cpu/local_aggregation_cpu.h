@@ -13,18 +13,39 @@
 namespace mmcot {
 namespace cpu {
 
+// GroupNorm's affine for forward_group_normed: scale and shift of shape
+// (samples, heads, G, K*K); sample n of the op uses those of n % samples.
+template <typename T>
+struct GroupNormAffine {
+  const T* scale;
+  const T* shift;
+  int64_t samples;
+  double eps;
+};
+
 // The kernels of one instruction set, in a namespace of its name: base (any
 // CPU) and avx2 (AVX2 and FMA; an AVX-512 set measured no faster). Pointers
 // to contiguous tensors of the shapes of LocalAggregationShape (for
 // forward_channels_last, its channels-last layouts: input (N, H, W, C),
 // weight (N, H', W', heads, G, K*K), output (N, H', W', heads*C));
-// grad_input or grad_weight null when not required. Instantiated for float
-// and double.
+// grad_input or grad_weight null when not required; forward_group_normed
+// (and forward_group_normed_channels_last, on channels-last layouts) is
+// forward on the weights normalised by GroupNorm (each weight group of each
+// head one normalisation group) and its affine. Instantiated for float and
+// double.
 #define MMCOT_DECLARE_CPU_KERNELS(isa)                                     \
   namespace isa {                                                          \
   template <typename T>                                                    \
   void forward(const LocalAggregationShape& s, const T* input,            \
                const T* weight, T* output);                                \
+  template <typename T>                                                    \
+  void forward_group_normed(const LocalAggregationShape& s,               \
+                            const T* input, const T* weight,               \
+                            const GroupNormAffine<T>& affine, T* output);  \
+  template <typename T>                                                    \
+  void forward_group_normed_channels_last(                                 \
+      const LocalAggregationShape& s, const T* input, const T* weight,     \
+      const GroupNormAffine<T>& affine, T* output);                        \
   template <typename T>                                                    \
   void forward_channels_last(const LocalAggregationShape& s,              \
                              const T* input, const T* weight, T* output);  \

@@ -35,8 +35,10 @@
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <type_traits>
 #include <vector>
 
@@ -175,6 +177,26 @@ constexpr int64_t kTilePositions = 2048;
 // The channels sharing one group's weights in CoTNet (share_planes), for
 // which some kernels unroll their loop over a group's channels.
 constexpr int64_t kChannelsPerGroup = 8;
+
+// Where a task reads the weights of its block's groups: group g of head
+// `head` at at(head, g), its taps then positions contiguous. Either the
+// weight tensor itself (in_tensor) or the block's normalised copy
+// (normalize_block).
+template <typename T>
+struct BlockWeights {
+  const T* first;  // group `first_group` of head 0
+  int64_t first_group, head_stride;
+  int64_t group_stride;  // taps * positions
+
+  static BlockWeights in_tensor(const LocalAggregationShape& s,
+                                const T* weight, const GroupBlock& block) {
+    return {weight + s.weight_offset(block.n, 0, block.begin, 0), block.begin,
+            s.groups * s.taps() * s.out_plane(), s.taps() * s.out_plane()};
+  }
+  const T* at(int64_t head, int64_t g) const {
+    return first + head * head_stride + (g - first_group) * group_stride;
+  }
+};
 
 // The part of seg whose output positions lie in [begin, end); false if none.
 inline bool clip_segment(const Segment& seg, int64_t begin, int64_t end,
@@ -383,7 +405,7 @@ const T* padded_tiles(const LocalAggregationShape& s,
 // Each output sums its taps in plan order, whatever the tiling.
 template <typename T>
 void forward_task(const LocalAggregationShape& s, const WindowPlan& plan,
-                  const T* input, const T* weight, T* output,
+                  const T* input, const BlockWeights<T>& weights, T* output,
                   const GroupBlock& block) {
   const int64_t plane = s.out_plane();
   const bool centred = centred_window(s);
@@ -394,7 +416,7 @@ void forward_task(const LocalAggregationShape& s, const WindowPlan& plan,
       const int64_t end = std::min(begin + kTilePositions, plane);
       for (int64_t c0 = 0; c0 < s.channels; c0 += s.groups) {
         for (int64_t g = block.begin; g < block.end; ++g) {
-          const T* w = weight + s.weight_offset(block.n, head, g, 0);
+          const T* w = weights.at(head, g);
           T* out = output + s.output_offset(block.n, head, c0 + g);
           const T* v = input + s.input_offset(block.n, c0 + g);
           if (centred) {
@@ -797,7 +819,7 @@ inline void prefetch(const T* from, int64_t n) {
 template <typename T>
 void forward_small_plane_task(const LocalAggregationShape& s,
                               const SmallPlane<T>& sp, const T* input,
-                              const T* weight, T* output,
+                              const BlockWeights<T>& weights, T* output,
                               const GroupBlock& block) {
   const int64_t groups = block.end - block.begin;
   const int64_t plane = sp.plane;
@@ -814,8 +836,8 @@ void forward_small_plane_task(const LocalAggregationShape& s,
     }
   }
   for (int64_t head = 0; head < s.heads; ++head) {
-    const T* w = weight + s.weight_offset(block.n, head, block.begin, 0);
-    const int64_t group_weights = SmallPlane<T>::kTaps * plane;
+    const T* w = weights.at(head, block.begin);
+    const int64_t group_weights = weights.group_stride;
     prefetch(w, group_weights);
     for (int64_t g = 0; g < groups; ++g, w += group_weights) {
       if (g + 1 < groups) prefetch(w + group_weights, group_weights);
@@ -835,9 +857,22 @@ void forward_small_plane_task(const LocalAggregationShape& s,
   }
 }
 
+// The per-sample affine that normalises channels-last weights (N, H', W',
+// heads*G*K*K): weight j of every pixel of sample n becomes
+// (w - mean[i]) * scale[i] + shift[i], i = n * pixel_weights + j (the
+// mean subtracted first: no cancellation against a large shift); null:
+// none.
+template <typename T>
+struct PixelAffine {
+  const T* mean = nullptr;
+  const T* scale = nullptr;
+  const T* shift = nullptr;
+};
+
 template <typename T>
 void forward_channels_last_rows(const LocalAggregationShape& s,
-                                const T* input, const T* weight, T* output,
+                                const T* input, const T* weight,
+                                const PixelAffine<T>& affine, T* output,
                                 int64_t row_begin, int64_t row_end) {
   const int64_t groups = s.groups, channels = s.channels;
   const int64_t pixel_weights = s.heads * groups * s.taps();
@@ -863,10 +898,24 @@ void forward_channels_last_rows(const LocalAggregationShape& s,
         }
       }
       for (int64_t head = 0; head < s.heads; ++head) {
-        const T* w = weight + pixel * pixel_weights + head * groups * s.taps();
-        for (int64_t g = 0; g < groups; ++g) {
-          for (int64_t t = 0; t < s.taps(); ++t) {
-            tap_major[t * groups + g] = w[g * s.taps() + t];
+        const int64_t at = head * groups * s.taps();
+        const T* w = weight + pixel * pixel_weights + at;
+        if (affine.scale != nullptr) {
+          const T* mean = affine.mean + n * pixel_weights + at;
+          const T* scale = affine.scale + n * pixel_weights + at;
+          const T* shift = affine.shift + n * pixel_weights + at;
+          for (int64_t g = 0; g < groups; ++g) {
+            for (int64_t t = 0; t < s.taps(); ++t) {
+              const int64_t j = g * s.taps() + t;
+              tap_major[t * groups + g] =
+                  (w[j] - mean[j]) * scale[j] + shift[j];
+            }
+          }
+        } else {
+          for (int64_t g = 0; g < groups; ++g) {
+            for (int64_t t = 0; t < s.taps(); ++t) {
+              tap_major[t * groups + g] = w[g * s.taps() + t];
+            }
           }
         }
         T* out = output + (pixel * s.heads + head) * channels;
@@ -896,22 +945,194 @@ void forward_channels_last_rows(const LocalAggregationShape& s,
   }
 }
 
-}  // namespace
+// The sum of x[k] for k in [0, n), or with kSquares of (x[k] - centre)^2:
+// in two vector registers of partial sums over chunks of kChunk elements,
+// the chunks' sums added in double.
+template <bool kSquares, typename T>
+double chunked_sum(const T* __restrict__ x, int64_t n, T centre) {
+  using V = typename Vector<T>::type;
+  constexpr int64_t kStep = 2 * kLanes<T>, kChunk = 1024;
+  double total = 0;
+  for (int64_t begin = 0; begin < n; begin += kChunk) {
+    const int64_t end = std::min(begin + kChunk, n);
+    V sums[2] = {V{}, V{}};
+    int64_t k = begin;
+    for (; k + kStep <= end; k += kStep) {
+#pragma GCC unroll 2
+      for (int64_t r = 0; r < 2; ++r) {
+        V d = load_vector<V>(x + k + r * kLanes<T>);
+        if (kSquares) d = (d - centre) * (d - centre);
+        sums[r] += d;
+      }
+    }
+    double chunk = 0;
+    for (; k < end; ++k) {
+      const T d = kSquares ? x[k] - centre : x[k];
+      chunk += kSquares ? d * d : d;
+    }
+    for (int64_t r = 0; r < 2; ++r) {
+      for (int64_t l = 0; l < kLanes<T>; ++l) chunk += sums[r][l];
+    }
+    total += chunk;
+  }
+  return total;
+}
 
+// The block's weight groups (every head) normalised as GroupNorm does, one
+// normalisation group per (head, weight group) over its taps and positions
+// (biased variance, the mean subtracted before squaring), then scaled and
+// shifted per tap by the affine of sample n % affine.samples; written to
+// *normed, head-major, and returned as the block's weights.
 template <typename T>
-void forward(const LocalAggregationShape& s, const T* input, const T* weight,
-             T* output) {
+BlockWeights<T> normalize_block(const LocalAggregationShape& s,
+                                const GroupNormAffine<T>& affine,
+                                const T* weight, const GroupBlock& block,
+                                std::unique_ptr<T[]>* normed) {
+  const int64_t taps = s.taps(), plane = s.out_plane();
+  const int64_t count = taps * plane, groups = block.end - block.begin;
+  normed->reset(new T[s.heads * groups * count]);
+  T* to = normed->get();
+  for (int64_t head = 0; head < s.heads; ++head) {
+    for (int64_t g = block.begin; g < block.end; ++g, to += count) {
+      const T* from = weight + s.weight_offset(block.n, head, g, 0);
+      const T mean = static_cast<T>(chunked_sum<false>(from, count, T(0)) /
+                                    static_cast<double>(count));
+      const double variance =
+          chunked_sum<true>(from, count, mean) / static_cast<double>(count);
+      const T rstd = static_cast<T>(1 / std::sqrt(variance + affine.eps));
+      const int64_t at =
+          (((block.n % affine.samples) * s.heads + head) * s.groups + g) *
+          taps;
+      for (int64_t t = 0; t < taps; ++t) {
+        const T scale = rstd * affine.scale[at + t];
+        const T shift = affine.shift[at + t];
+        const T* __restrict__ row = from + t * plane;
+        T* __restrict__ out = to + t * plane;
+        for (int64_t p = 0; p < plane; ++p) {
+          out[p] = (row[p] - mean) * scale + shift;
+        }
+      }
+    }
+  }
+  return {normed->get(), block.begin, groups * count, count};
+}
+
+// Pixels of a sample whose sums one task of pixel_affine adds (in vector
+// registers over kStatChunk pixels at a time, then in double).
+constexpr int64_t kStatPixels = 512, kStatChunk = 32;
+
+// GroupNorm's statistics of channels-last weights (N, H', W', heads*G*K*K)
+// as PixelAffine: per sample and weight j of a pixel, the mean of its group
+// (the K*K weights g*K*K .. of each head), the scale rstd * gn_weight and
+// the shift gn_bias. Mean and variance come from the sums
+// of w - first and (w - first)^2, `first` the group's first weight of the
+// sample's first pixel: a shift near the mean, against cancellation.
+template <typename T>
+void pixel_affine(const LocalAggregationShape& s, const T* weight,
+                  const GroupNormAffine<T>& affine, std::vector<T>* mean,
+                  std::vector<T>* scale, std::vector<T>* shift) {
+  const int64_t taps = s.taps(), pixels = s.out_plane();
+  const int64_t lanes = s.heads * s.groups * taps;  // weights of a pixel
+  const int64_t parts = (pixels + kStatPixels - 1) / kStatPixels;
+  // sums of part p of sample n at partial[((n * parts + p) * 2 + m) * lanes]
+  std::vector<double> partial(s.batch * parts * 2 * lanes);
+  at::parallel_for(0, s.batch * parts, 1, [&](int64_t begin, int64_t end) {
+    std::vector<T> first(lanes), sums(2 * lanes);
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t n = task / parts, part = task % parts;
+      const T* w = weight + n * pixels * lanes;
+      for (int64_t j = 0; j < lanes; ++j) first[j] = w[j - j % taps];
+      double* out = partial.data() + task * 2 * lanes;
+      std::fill(out, out + 2 * lanes, 0.0);
+      const int64_t to = std::min(pixels, (part + 1) * kStatPixels);
+      for (int64_t from = part * kStatPixels; from < to;
+           from += kStatChunk) {
+        std::fill(sums.begin(), sums.end(), T(0));
+        T* __restrict__ s1 = sums.data();
+        T* __restrict__ s2 = sums.data() + lanes;
+        const T* __restrict__ k = first.data();
+        for (int64_t p = from; p < std::min(from + kStatChunk, to); ++p) {
+          const T* __restrict__ row = w + p * lanes;
+          for (int64_t j = 0; j < lanes; ++j) {
+            const T d = row[j] - k[j];
+            s1[j] += d;
+            s2[j] += d * d;
+          }
+        }
+        for (int64_t j = 0; j < 2 * lanes; ++j) out[j] += sums[j];
+      }
+    }
+  });
+  mean->resize(s.batch * lanes);
+  scale->resize(s.batch * lanes);
+  shift->resize(s.batch * lanes);
+  const double count = static_cast<double>(pixels * taps);
+  for (int64_t n = 0; n < s.batch; ++n) {
+    const T* w = weight + n * pixels * lanes;
+    const T* gamma = affine.scale + (n % affine.samples) * lanes;
+    const T* beta = affine.shift + (n % affine.samples) * lanes;
+    for (int64_t g = 0; g < lanes; g += taps) {
+      double s1 = 0, s2 = 0;
+      for (int64_t part = 0; part < parts; ++part) {
+        const double* sums = partial.data() + (n * parts + part) * 2 * lanes;
+        for (int64_t j = g; j < g + taps; ++j) {
+          s1 += sums[j];
+          s2 += sums[lanes + j];
+        }
+      }
+      const double offset = s1 / count;
+      const double variance = std::max(s2 / count - offset * offset, 0.0);
+      const T group_mean = static_cast<T>(w[g] + offset);
+      const T rstd = static_cast<T>(1 / std::sqrt(variance + affine.eps));
+      for (int64_t j = g; j < g + taps; ++j) {
+        (*mean)[n * lanes + j] = group_mean;
+        (*scale)[n * lanes + j] = rstd * gamma[j];
+        (*shift)[n * lanes + j] = beta[j];
+      }
+    }
+  }
+}
+
+// The forward over every block, weights_of(block, &scratch) giving the
+// block's weights (scratch: a buffer the task owns).
+template <typename T, typename WeightsOf>
+void forward_blocks(const LocalAggregationShape& s, const T* input,
+                    T* output, const WeightsOf& weights_of) {
   if (small_centred_window(s, kLanes<T>)) {
     const SmallPlane<T> sp(s);
     for_each_group_block<T>(s, [&](const GroupBlock& block) {
-      forward_small_plane_task(s, sp, input, weight, output, block);
+      std::unique_ptr<T[]> scratch;
+      forward_small_plane_task(s, sp, input, weights_of(block, &scratch),
+                               output, block);
     });
     return;
   }
   const WindowPlan plan(s);
   for_each_group_block<T>(s, [&](const GroupBlock& block) {
-    forward_task(s, plan, input, weight, output, block);
+    std::unique_ptr<T[]> scratch;
+    forward_task(s, plan, input, weights_of(block, &scratch), output, block);
   });
+}
+
+}  // namespace
+
+template <typename T>
+void forward(const LocalAggregationShape& s, const T* input, const T* weight,
+             T* output) {
+  forward_blocks(s, input, output,
+                 [&](const GroupBlock& block, std::unique_ptr<T[]>*) {
+                   return BlockWeights<T>::in_tensor(s, weight, block);
+                 });
+}
+
+template <typename T>
+void forward_group_normed(const LocalAggregationShape& s, const T* input,
+                          const T* weight, const GroupNormAffine<T>& affine,
+                          T* output) {
+  forward_blocks(s, input, output,
+                 [&](const GroupBlock& block, std::unique_ptr<T[]>* scratch) {
+                   return normalize_block(s, affine, weight, block, scratch);
+                 });
 }
 
 template <typename T>
@@ -919,8 +1140,24 @@ void forward_channels_last(const LocalAggregationShape& s, const T* input,
                            const T* weight, T* output) {
   at::parallel_for(0, s.batch * s.out_height, 1,
                    [&](int64_t begin, int64_t end) {
-                     forward_channels_last_rows(s, input, weight, output,
+                     forward_channels_last_rows(s, input, weight,
+                                                PixelAffine<T>(), output,
                                                 begin, end);
+                   });
+}
+
+template <typename T>
+void forward_group_normed_channels_last(const LocalAggregationShape& s,
+                                        const T* input, const T* weight,
+                                        const GroupNormAffine<T>& affine,
+                                        T* output) {
+  std::vector<T> mean, scale, shift;
+  pixel_affine(s, weight, affine, &mean, &scale, &shift);
+  const PixelAffine<T> normalize{mean.data(), scale.data(), shift.data()};
+  at::parallel_for(0, s.batch * s.out_height, 1,
+                   [&](int64_t begin, int64_t end) {
+                     forward_channels_last_rows(s, input, weight, normalize,
+                                                output, begin, end);
                    });
 }
 
@@ -946,6 +1183,18 @@ template void forward(const LocalAggregationShape&, const float*,
                       const float*, float*);
 template void forward(const LocalAggregationShape&, const double*,
                       const double*, double*);
+template void forward_group_normed(const LocalAggregationShape&,
+                                   const float*, const float*,
+                                   const GroupNormAffine<float>&, float*);
+template void forward_group_normed(const LocalAggregationShape&,
+                                   const double*, const double*,
+                                   const GroupNormAffine<double>&, double*);
+template void forward_group_normed_channels_last(
+    const LocalAggregationShape&, const float*, const float*,
+    const GroupNormAffine<float>&, float*);
+template void forward_group_normed_channels_last(
+    const LocalAggregationShape&, const double*, const double*,
+    const GroupNormAffine<double>&, double*);
 template void forward_channels_last(const LocalAggregationShape&,
                                     const float*, const float*, float*);
 template void forward_channels_last(const LocalAggregationShape&,
