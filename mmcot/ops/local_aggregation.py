@@ -11,7 +11,7 @@ with zero padding, where ``window_k`` reads ``input`` at
 These are the semantics of the official CoTNet CUDA kernel
 (``LocalConvolution``), heads and stride included.
 """
-from typing import Sequence, Tuple, Union
+from typing import Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -243,11 +243,41 @@ class LocalAggregation(nn.Module):
         self.padding = _pair_arg(padding, 'padding', 0)
         self.dilation = _pair_arg(dilation, 'dilation', 1)
 
-    def forward(self, input: torch.Tensor,
-                weight: torch.Tensor) -> torch.Tensor:
-        """(N, C, H, W), (N, heads, G, K*K, H', W') -> (N, heads*C, H', W')."""
-        return local_aggregation(input, weight, self.kernel_size, self.stride,
-                                 self.padding, self.dilation)
+    def forward(self,
+                input: torch.Tensor,
+                weight: torch.Tensor,
+                norm: Optional[nn.GroupNorm] = None) -> torch.Tensor:
+        """(N, C, H, W), (N, heads, G, K*K, H', W') -> (N, heads*C, H', W').
+
+        With ``norm``, an affine GroupNorm of M*heads*G groups over
+        M*heads*G*K*K channels (M dividing N: a CoT layer's, M its
+        cardinality), the weights are normalised by it first, each (sample,
+        head, group) one normalisation group: inside the op at inference
+        (:func:`~mmcot.ops.local_aggregation_group_normed`).
+        """
+        if norm is None:
+            return local_aggregation(input, weight, self.kernel_size,
+                                     self.stride, self.padding, self.dilation)
+        if norm.weight is None or norm.bias is None:
+            raise ValueError('norm must be an affine GroupNorm '
+                             '(affine=True)')
+        # imported here: that module builds on this one
+        from .local_aggregation_group_normed import \
+            local_aggregation_group_normed
+        affine = (-1, )  # a weight not 6-D: local_aggregation's error
+        if isinstance(weight, torch.Tensor) and weight.dim() == 6:
+            affine += tuple(weight.shape[1:4])
+            per_sample = affine[1] * affine[2] * affine[3]
+            if norm.weight.numel() % per_sample:
+                raise ValueError(
+                    f'norm must have M*heads*G*K*K channels (heads, G, '
+                    f'K*K = {affine[1:]}), got {norm.weight.numel()}')
+        return local_aggregation_group_normed(input, weight,
+                                              norm.weight.view(affine),
+                                              norm.bias.view(affine),
+                                              norm.eps, self.kernel_size,
+                                              self.stride, self.padding,
+                                              self.dilation)
 
     def extra_repr(self) -> str:
         return (f'kernel_size={self.kernel_size}, stride={self.stride}, '

@@ -128,11 +128,12 @@ def local_aggregation_group_normed(input: torch.Tensor,
     """:func:`local_aggregation` of ``input`` with ``weight`` normalised by
     GroupNorm (:func:`group_norm_weights`).
 
-    Where no gradient is needed and the extension has kernels for the dtype,
-    one operator, ``torch.ops.mmcot.local_aggregation_group_normed``: on the
-    CPU it normalises the weights inside the aggregation kernel (other
-    devices and channels-last input normalise them first). Otherwise
-    GroupNorm followed by :func:`local_aggregation`, differentiable.
+    Where no gradient is needed, the extension has kernels for the dtype
+    and neither autocast nor ``torch.jit``'s tracer runs, one operator,
+    ``torch.ops.mmcot.local_aggregation_group_normed``: on the CPU it
+    normalises the weights inside the aggregation kernels (contiguous and
+    channels-last; other devices normalise them first). Otherwise GroupNorm
+    followed by :func:`local_aggregation`, differentiable.
 
     Args:
         input (Tensor): values of shape (N, C, H, W).
@@ -159,7 +160,10 @@ def local_aggregation_group_normed(input: torch.Tensor,
         input, weight, kernel_size, stride, padding, dilation)
     autocasting = _autocasting(weight.device.type)
     _check_affine(weight, gn_weight, gn_bias, eps, same_dtype=not autocasting)
-    if (not autocasting and input.dtype in _kernel_dtypes(input.device.type)
+    # torch.jit's tracer (MMEngine's FLOP counter) sees GroupNorm and the
+    # aggregation apart, as the counting conventions expect
+    if (not autocasting and not torch.jit.is_tracing()
+            and input.dtype in _kernel_dtypes(input.device.type)
             and not _needs_grad(input, weight, gn_weight, gn_bias)):
         return torch.ops.mmcot.local_aggregation_group_normed(
             input, weight, gn_weight, gn_bias, float(eps), list(kernel_size),

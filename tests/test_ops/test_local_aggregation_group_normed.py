@@ -3,8 +3,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from mmcot.ops import (ext_available, ext_with_cuda, group_norm_weights,
-                       local_aggregation_group_normed,
+from mmcot.ops import (LocalAggregation, ext_available, ext_with_cuda,
+                       group_norm_weights, local_aggregation_group_normed,
                        local_aggregation_group_normed_decomposed,
                        local_aggregation_group_normed_reference,
                        local_aggregation_reference)
@@ -309,3 +309,22 @@ def test_bad_input(make, eps, error, match):
     x, a, gamma, beta = make(*good())
     with pytest.raises(error, match=match):
         local_aggregation_group_normed(x, a, gamma, beta, eps, 3, padding=1)
+
+
+def test_module_with_a_group_norm():
+    """LocalAggregation(..)(x, a, norm): the GroupNorm's affine split into
+    M = channels / (heads*G*K*K) samples' rows, as a CoXt layer's."""
+    (x, a, gamma, beta), kw = make_case(4, 8, 6, 6, 1, 4, 2, 3, 1, 1)
+    norm = torch.nn.GroupNorm(8, 72).double()
+    with torch.no_grad():
+        norm.weight.copy_(gamma.flatten())
+        norm.bias.copy_(beta.flatten())
+        out = LocalAggregation(3, padding=1)(x, a, norm)
+    torch.testing.assert_close(
+        out, local_aggregation_reference(
+            x, loop_group_norm(a, gamma, beta, norm.eps), **kw))
+    with pytest.raises(ValueError, match='norm must have M\\*heads'):
+        LocalAggregation(3, padding=1)(x, a, torch.nn.GroupNorm(3, 27))
+    with pytest.raises(ValueError, match='affine GroupNorm'):
+        LocalAggregation(3, padding=1)(
+            x, a, torch.nn.GroupNorm(8, 72, affine=False))

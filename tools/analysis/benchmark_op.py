@@ -166,7 +166,7 @@ def op_shapes(model: str) -> list:
     shapes = []
 
     def record(module, inputs):
-        values, weight = inputs
+        values, weight = inputs[:2]  # then the CoT layer's GroupNorm
         if weight.shape[1:4] != (1, values.shape[1] // 8, 9) or (
                 values.shape[2] != values.shape[3]):
             raise RuntimeError(f'{model}: an op call of shapes '

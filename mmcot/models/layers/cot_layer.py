@@ -12,7 +12,7 @@ from mmcv.cnn import build_activation_layer, build_norm_layer
 from mmengine.model import BaseModule
 from mmengine.registry import MODELS
 
-from mmcot.ops import LocalAggregation, local_aggregation_group_normed
+from mmcot.ops import LocalAggregation
 
 from .pooling import BoxPool2d
 
@@ -185,13 +185,9 @@ class CoTLayer(BaseModule):
         """Aggregate the values ``v`` (N*cardinality, C/cardinality, H, W)
         with the ``embedding`` (N*cardinality, 1, G/cardinality, K*K, H, W)
         normalised by the embed's GroupNorm (one GroupNorm group a weight
-        group): at inference one op, which normalises as it aggregates."""
-        norm, window = self.embed[-1], self.local_conv
-        affine = (self.cardinality, 1, -1, self.kernel_size**2)
-        return local_aggregation_group_normed(
-            v, embedding, norm.weight.view(affine), norm.bias.view(affine),
-            norm.eps, window.kernel_size, window.stride, window.padding,
-            window.dilation)
+        group, each cardinality group with its share of the affine): at
+        inference one op, which normalises as it aggregates."""
+        return self.local_conv(v, embedding, self.embed[-1])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(N, C, H, W) -> (N, C, H / stride, W / stride)."""
