@@ -4,7 +4,8 @@ from .complexity import (COT_FLOP_HANDLES, DETECTION_SHAPE, SEGMENTATION_SHAPE,
 from .timing import (cache_flusher, copy_bandwidth_gbps, device_name,
                      format_range, interleaved_median_ms, interleaved_times_ms,
                      isolated_on_cpu, markdown_table, median_ms,
-                     peak_memory_mib, profiled_ms, run_isolated, speed_ratio)
+                     peak_memory_mib, profiled_ms, reuse_freed_cpu_memory,
+                     run_isolated, speed_ratio)
 
 __all__ = [
     'COT_FLOP_HANDLES', 'DETECTION_SHAPE', 'SEGMENTATION_SHAPE',
@@ -13,5 +14,6 @@ __all__ = [
     'model_complexity', 'cache_flusher', 'copy_bandwidth_gbps',
     'device_name', 'format_range', 'interleaved_median_ms',
     'interleaved_times_ms', 'isolated_on_cpu', 'markdown_table', 'median_ms',
-    'peak_memory_mib', 'profiled_ms', 'run_isolated', 'speed_ratio'
+    'peak_memory_mib', 'profiled_ms', 'reuse_freed_cpu_memory',
+    'run_isolated', 'speed_ratio'
 ]

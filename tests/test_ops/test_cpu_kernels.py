@@ -75,8 +75,9 @@ def test_only_the_avx2_kernels_use_avx():
 #: (n, c, h, w, heads, groups), (kernel_size, stride, padding, dilation):
 #: the whole-plane plan, the per-row plan with heads (twice), a 56 x 56
 #: plane (one group a task) and seven groups of small planes (uneven
-#: blocks), on the segment kernels (9 x 8) and the small-plane forward
-#: (8 x 8)
+#: blocks); the centred windows of 8 channels a group on the group
+#: kernels (rows narrower than a vector at 7 x 7), with two heads the
+#: backward on the segment kernels
 CASES = [
     ((2, 16, 7, 7, 1, 2), (3, 1, 1, 1)),
     ((2, 12, 6, 11, 2, 3), (5, 2, 4, 2)),

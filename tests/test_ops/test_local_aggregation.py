@@ -206,18 +206,20 @@ def test_cpu_kernel_matches_reference_over_tiles(dtype, tol, window):
 
 
 # a 3 x 3 window centred on each position, 8 channels a weight group (a CoT
-# layer's): the CPU kernels sum every output and gradient element in a
-# register there on planes of at least CPU_CENTRED_MIN_PLANE positions
-# (kMinCentredPlane); the forward sums a group's 8 channels at once on
-# planes from a vector (8 float, 4 double) to CPU_SMALL_MAX_PLANE positions
-# (kMaxSmallPlane); the segment kernels take the planes between
+# layer's): the CPU group kernels sum a group's 8 channels at once on planes
+# of a vector (8 float, 4 double) or more (the backward's with one head), in
+# tiles: one at each end of the plane, copied with zero padding, and between
+# them tiles of up to CPU_TILE read in place; rows narrower than a vector
+# make a vector of positions cross several row ends. With two heads the
+# backward sums each gradient element channel by channel on planes of at
+# least CPU_CENTRED_MIN_PLANE positions (kMinCentredPlane), with the
+# segment kernels below; planes under a vector take the segment kernels.
 CENTRED_WINDOWS = [((3, 3), (1, 1), (d, d), (d, d)) for d in (1, 2, 5)]
 CPU_CENTRED_MIN_PLANE = 512
-CPU_SMALL_MAX_PLANE = 64
 # (n, c, h, w, heads, groups), C = 8 G
 CENTRED_SHAPES = [(1, 16, 70, 131, 2, 2), (2, 24, 23, 24, 1, 3),
-                  (1, 16, 4, 130, 2, 2), (1, 16, 130, 4, 1, 2),
-                  (1, 16, 16, 32, 1, 2)]
+                  (1, 16, 50, 90, 1, 2), (1, 16, 4, 130, 2, 2),
+                  (1, 16, 130, 4, 1, 2), (1, 16, 16, 32, 1, 2)]
 SMALL_CENTRED_SHAPES = [(2, 16, 7, 7, 2, 2), (1, 24, 8, 8, 1, 3),
                         (1, 16, 1, 9, 1, 2), (1, 16, 9, 1, 1, 2),
                         (1, 16, 2, 4, 1, 2), (1, 16, 2, 3, 2, 2),
@@ -238,7 +240,6 @@ def test_cpu_kernel_matches_reference_on_centred_windows(
     assert x.shape[1] == 8 * a.shape[2] and a.shape[-2:] == x.shape[-2:]
     plane = x.shape[-2] * x.shape[-1]
     assert (plane >= CPU_CENTRED_MIN_PLANE) == (shape in CENTRED_SHAPES)
-    assert (plane <= CPU_SMALL_MAX_PLANE) == (shape in SMALL_CENTRED_SHAPES)
     assert_matches_reference(local_aggregation(x, a, **kw), (x, a),
                              local_aggregation_reference(x, a, **kw), (x, a),
                              tol)
@@ -332,6 +333,32 @@ def test_an_inf_input_reaches_only_the_windows_reading_it(
     expected = local_aggregation_reference(x, a, **kw)
     assert out.isinf().any() and not out.isinf().all()
     torch.testing.assert_close(out, expected, equal_nan=True)
+
+
+@requires_ext
+@pytest.mark.parametrize('device', DEVICES)
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float64])
+@pytest.mark.parametrize('size,padding,dilation', OUTSIDE_TAP_CASES)
+def test_an_inf_output_gradient_reaches_only_the_inputs_it_weighs(
+        device, dtype, size, padding, dilation):
+    """Inf output gradients at the first and last column of a row and in a
+    corner: the input gradients they reach are inf or NaN, all others
+    equal the reference's."""
+    h, w = size
+    x, a, kw = make_window_case((1, 16, h, w, 1, 2),
+                                ((3, 3), (1, 1), (padding, padding),
+                                 (dilation, dilation)), dtype, device)
+    grad = torch.randn(local_aggregation(x, a, **kw).shape,
+                       dtype=dtype,
+                       device=device)
+    grad[:, :, 3, 0] = float('inf')
+    grad[:, :, 4, -1] = float('-inf')
+    grad[:, :, -1, -1] = float('inf')
+    got, = torch.autograd.grad(local_aggregation(x, a, **kw), x, grad)
+    expected, = torch.autograd.grad(local_aggregation_reference(x, a, **kw),
+                                    x, grad)
+    assert got.isfinite().any() and not got.isfinite().all()
+    torch.testing.assert_close(got, expected, equal_nan=True)
 
 
 def channels_last(x, a, batch_stride=None):

@@ -12,15 +12,18 @@ calls of half the channels on twice the batch). For each precision and
 shape, the forward and the backward (both gradients, from a retained graph)
 of the compiled op and of the unfold reference: median time of
 ``--repeats`` after ``--warmup``, with the caches flushed before every
-timed call; peak memory (CUDA: the allocator's
-peak; CPU: the growth of the peak resident set, in a fresh forked process).
+timed call (on a CPU, malloc reusing freed memory: no page faults in the
+timed calls, see mmcot.analysis.reuse_freed_cpu_memory); peak memory
+(CUDA: the allocator's peak; CPU: the growth of the peak resident set, in
+a fresh forked process).
 Against the memory floor: the bytes the op must move (forward 3.125 E
 elements: input, weight, output; backward 5.25 E: output gradient, input,
 weight, both gradients; E = N*C*H*W) over the device copy bandwidth
 measured in the same run; ``floor_ratio`` is time over that floor.
 ``--previous-ext`` also times the kernels of an earlier commit, built by
-tools/analysis/build_previous_kernels.py, interleaved with the current
-ones; ``vs_previous`` is their time over the current kernels'.
+tools/analysis/build_previous_kernels.py, the same way (each
+implementation and shape in a process of its own); ``vs_previous`` is
+their time over the current kernels'.
 ``--variant-ext`` times variants of the current kernels built by
 tools/analysis/build_kernel_variants.py the same way. ``overhead_ms``
 is the time of the same call on a one-pixel input, caches flushed before
@@ -41,7 +44,8 @@ import torch
 
 from mmcot.analysis import (cache_flusher, copy_bandwidth_gbps, device_name,
                             isolated_on_cpu, markdown_table, median_ms,
-                            peak_memory_mib, profiled_ms)
+                            peak_memory_mib, profiled_ms,
+                            reuse_freed_cpu_memory)
 from mmcot.analysis.classifiers import COT_NAMES, build_classifier
 from mmcot.fileio import atomic_write
 from mmcot.ops import ext_available, local_aggregation_reference
@@ -234,16 +238,19 @@ def run_case(impl, shape, dtype, args):
     cuda = args.device.startswith('cuda')
     if cuda:
         forward_backward()  # CUDA context and kernels are not the op's
-    flush = cache_flusher(args.device)
     result = dict(
         forward_MiB=peak_memory_mib(forward, args.device),
-        forward_backward_MiB=peak_memory_mib(forward_backward, args.device),
-        **directions_ms(fn,
-                        x,
-                        w,
-                        args,
-                        before=flush,
-                        kernels=cuda and impl != 'reference'))
+        forward_backward_MiB=peak_memory_mib(forward_backward, args.device))
+    if not cuda:  # after the peak resident set, which reuse would hide
+        reuse_freed_cpu_memory()
+    flush = cache_flusher(args.device)
+    result.update(
+        directions_ms(fn,
+                      x,
+                      w,
+                      args,
+                      before=flush,
+                      kernels=cuda and impl != 'reference'))
     tiny = make_inputs(1, 8, 1, dtype, args.device)
     for direction, ms in directions_ms(fn, *tiny, args, before=flush).items():
         result[direction.replace('_ms', '_overhead_ms')] = ms

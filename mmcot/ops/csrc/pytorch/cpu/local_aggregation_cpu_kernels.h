@@ -20,14 +20,19 @@
 // column mask drops the positions whose shifted column leaves the image:
 // vectorisable loops as long as the plane. Otherwise a segment is the valid
 // part of one output row. On a centred 3 x 3 window (a CoT layer's) the
-// kernels replace the segments where that pays: on planes of kMinCentredPlane
-// positions or more (centred_window) they sum every output and gradient
-// element in a register over all its terms, in tiles of the flattened plane,
-// reading zero-padded copies of a tile only near the plane's first and last
-// rows (aggregate_centred, backward_centred_task); on planes of at most
-// kMaxSmallPlane positions with 8 channels a weight group
-// (small_centred_window), the forward sums a group's 8 channels at once
-// (forward_small_plane_task).
+// kernels replace the segments. With 8 channels a weight group (CoTNet's)
+// on a plane of a vector or more (centred_group_window), the group kernels
+// sum a group's 8 channels at once: per vector of positions, the 9 weight
+// vectors, those of taps outside the image zeroed, are loaded once for
+// the 8 channels (forward, input gradient) or the 9 weight gradient sums
+// stay in registers over them (aggregate_group_tile,
+// backward_centred_group_task); tiles read their planes in place but at
+// the plane's two ends (group_tile_end). Otherwise, on planes of
+// kMinCentredPlane positions or more (centred_window), every output and
+// gradient element is summed in a register over all its terms, channel by
+// channel, in tiles of the flattened plane, reading zero-padded copies of
+// a tile only near the plane's first and last rows (aggregate_centred,
+// backward_centred_task).
 //
 // The channels-last forward (forward_channels_last, what a channels-last
 // model runs) has one task per output row instead, each pixel's channels
@@ -166,12 +171,13 @@ struct GroupBlock {
   int64_t n, begin, end;
 };
 
-// The forward (and the centred backward) visits output positions in tiles
-// of this many, so that on a large plane (where a task holds one group: see
-// kGroupBlockBytes) the tile's K*K weight rows, read once from memory, stay
-// in L2 while the C/G channels sharing them are aggregated; a whole-plane
-// pass per channel read a detection-size group's megabytes of weights C/G
-// times. (The tests' tiled planes, CPU_TILE, assume this value.)
+// The kernels visit output positions in tiles of up to this many. Channel
+// by channel (forward_task, backward_centred_task), so that on a large
+// plane (where a task holds one group: see kGroupBlockBytes) the tile's
+// K*K weight rows, read once from memory, stay in L2 while the C/G
+// channels sharing them are aggregated; a whole-plane pass per channel
+// read a detection-size group's megabytes of weights C/G times. (The
+// tests' tiled planes, CPU_TILE, assume this value.)
 constexpr int64_t kTilePositions = 2048;
 
 // The channels sharing one group's weights in CoTNet (share_planes), for
@@ -247,20 +253,6 @@ inline bool centred_geometry(const LocalAggregationShape& s) {
 // large enough.
 inline bool centred_window(const LocalAggregationShape& s) {
   return s.out_plane() >= kMinCentredPlane && centred_geometry(s);
-}
-
-// The forward of a centred window with 8 channels a weight group on a plane
-// of lanes to kMaxSmallPlane positions (forward_small_plane_task) sums a
-// group's channels together. On larger planes, caches flushed, it lost to
-// the segment kernels (AVX2 EPYC, 2 threads: 1.64x their speed at 7 x 7,
-// 1.1x at 8 x 8, 0.94x at 10 x 10, 0.81x at 14 x 14; with the data in
-// cache it was 2.9x at 7 x 7 and 1.6x at 14 x 14).
-constexpr int64_t kMaxSmallPlane = 64;
-
-inline bool small_centred_window(const LocalAggregationShape& s,
-                                 int64_t lanes) {
-  return s.out_plane() >= lanes && s.out_plane() <= kMaxSmallPlane &&
-         centred_geometry(s) && s.channels == kChannelsPerGroup * s.groups;
 }
 
 // A centred window on the flattened plane: tap t = i * 3 + j of position p
@@ -723,135 +715,382 @@ inline void aggregate_group_block(T* __restrict__ out,
   }
 }
 
-// The forward of a centred window on a small plane with C = 8 G
-// (small_centred_window), where the segment kernels' passes, one per tap
-// and channel, are a few vectors long: a vector of positions of a group's
-// 8 channels at once, over all 9 taps, each weight and mask vector loaded
-// once for the 8 channels, whose sums stay in registers. Each channel's
-// plane is read from a copy with the centred window's margin of zeros
-// before and after it (what CentredWindow::read assumes), so that the taps
-// of the first and last rows read inside the copy; a mask per tap and
-// position drops the taps outside the image (the rows above and below, and
-// the columns a flattened shift wraps to): the same terms in the same order
-// as the segment kernels.
+// Row and column of each lane of a vector of kLanes consecutive positions
+// of a plane `width` wide.
 template <typename T>
-struct SmallPlane {
-  using Mask = typename Vector<T>::mask;
-  static constexpr int64_t kKernel = CentredWindow::kKernel;
-  static constexpr int64_t kTaps = CentredWindow::kTaps;
-  CentredWindow window;  // its margin and shifts
-  int64_t plane, frame, vectors;
-  // [tap][vector of positions][lane]: 0 or -1 (a Mask)
-  std::vector<std::conditional_t<sizeof(T) == 4, int32_t, int64_t>> masks;
+struct LanePositions {
+  using Index = typename Vector<T>::mask;
+  using Lane = std::conditional_t<sizeof(T) == 4, int32_t, int64_t>;
+  Index row, column;
 
-  explicit SmallPlane(const LocalAggregationShape& s)
-      : window(s),
-        plane(s.out_plane()),
-        frame(s.out_plane() + 2 * window.margin),
-        vectors((plane + kLanes<T> - 1) / kLanes<T>) {
-    // the vectors start at 0, L, 2L, ... and, for a partial last one, at
-    // plane - L (recomputing some positions)
-    const int64_t lanes = kLanes<T>;
-    masks.resize(kTaps * vectors * lanes);
-    for (int64_t t = 0; t < kTaps; ++t) {
-      const int64_t dy = (t / kKernel - 1) * s.dilation_h;
-      const int64_t dx = (t % kKernel - 1) * s.dilation_w;
-      for (int64_t m = 0; m < vectors; ++m) {
-        const int64_t first = std::min(m * lanes, plane - lanes);
-        for (int64_t l = 0; l < lanes; ++l) {
-          const int64_t y = (first + l) / s.width + dy;
-          const int64_t x = (first + l) % s.width + dx;
-          const bool inside = y >= 0 && y < s.height && x >= 0 && x < s.width;
-          masks[(t * vectors + m) * lanes + l] = inside ? -1 : 0;
+  void start(int64_t p, int64_t width) {
+    for (int64_t l = 0; l < kLanes<T>; ++l) {
+      row[l] = static_cast<Lane>((p + l) / width);
+      column[l] = static_cast<Lane>((p + l) % width);
+    }
+  }
+  // kLanes positions on: a step crosses at most `row_ends` row ends,
+  // ceil(kLanes / width)
+  void advance(int64_t width, int64_t row_ends) {
+    column += static_cast<Lane>(kLanes<T>);
+    for (int64_t k = 0; k < row_ends; ++k) {
+      const Index past_end = column >= static_cast<Lane>(width);  // 0 or -1
+      column -= past_end & static_cast<Lane>(width);
+      row -= past_end;
+    }
+  }
+};
+
+// For a vector of positions of a centred window, lane by lane: whether
+// window row 0 (up) and row 2 (down), column 0 (left) and column 2 (right)
+// lie in the image (0 or -1).
+template <typename T>
+struct WindowSides {
+  using Mask = typename Vector<T>::mask;
+  using Lane = typename LanePositions<T>::Lane;
+  Mask first_row, end_row, first_column, end_column;
+
+  explicit WindowSides(const LocalAggregationShape& s)
+      : first_row(Mask{} + static_cast<Lane>(s.dilation_h)),
+        end_row(Mask{} + static_cast<Lane>(s.height - s.dilation_h)),
+        first_column(Mask{} + static_cast<Lane>(s.dilation_w)),
+        end_column(Mask{} + static_cast<Lane>(s.width - s.dilation_w)) {}
+
+  Mask up(const LanePositions<T>& at) const { return at.row >= first_row; }
+  Mask down(const LanePositions<T>& at) const { return at.row < end_row; }
+  Mask left(const LanePositions<T>& at) const {
+    return at.column >= first_column;
+  }
+  Mask right(const LanePositions<T>& at) const {
+    return at.column < end_column;
+  }
+  // tap t = i * 3 + j inside the image, for the 9 taps
+  void taps(const LanePositions<T>& at, Mask* inside) const {
+    const Mask u = up(at), d = down(at), l = left(at), r = right(at);
+    const Mask all = ~Mask{};
+    const Mask rows[3] = {u, all, d}, columns[3] = {l, all, r};
+    for (int64_t t = 0; t < CentredWindow::kTaps; ++t) {
+      inside[t] = rows[t / 3] & columns[t % 3];
+    }
+  }
+};
+
+// Calls f(p, positions) for vectors of kLanes positions p covering
+// [begin, end) (end - begin >= kLanes), the last one
+// ending at `end` (recomputing some positions when the range is not whole
+// vectors); positions: the row and column of each lane.
+template <typename T, typename F>
+inline void for_each_position_vector(int64_t width, int64_t begin,
+                                     int64_t end, const F& f) {
+  const int64_t row_ends = (kLanes<T> + width - 1) / width;
+  LanePositions<T> at;
+  at.start(begin, width);
+  for (int64_t m = begin; m < end; m += kLanes<T>) {
+    int64_t p = m;
+    if (m + kLanes<T> > end) {
+      p = end - kLanes<T>;
+      at.start(p, width);
+    }
+    f(p, at);
+    at.advance(width, row_ends);
+  }
+}
+
+template <typename T>
+bool any_lane(const typename Vector<T>::mask& mask) {
+  for (int64_t l = 0; l < kLanes<T>; ++l) {
+    if (mask[l] != 0) return true;
+  }
+  return false;
+}
+
+// out[c * out_stride + l] = sum over the 9 taps t of weights[t][l] *
+// values[c * value_stride + reads[t] + l] for the 8 channels c of a group
+// and the kLanes lanes l, summed in tap order; *nan gains the lanes of the
+// sums that are NaN.
+template <typename T>
+inline void sum_group_channels(const typename Vector<T>::type* weights,
+                               const T* __restrict__ values,
+                               int64_t value_stride, const int64_t* reads,
+                               T* __restrict__ out, int64_t out_stride,
+                               typename Vector<T>::mask* nan) {
+  using V = typename Vector<T>::type;
+#pragma GCC unroll 8
+  for (int64_t c = 0; c < kChannelsPerGroup; ++c) {
+    const T* v = values + c * value_stride;
+    V sum{};
+#pragma GCC unroll 9
+    for (int64_t t = 0; t < CentredWindow::kTaps; ++t) {
+      sum += weights[t] * load_vector<V>(v + reads[t]);
+    }
+    *nan |= sum != sum;
+    std::memcpy(out + c * out_stride, &sum, sizeof(V));
+  }
+}
+
+// out[c * out_stride + p] = sum over the taps t of w[t * plane + p] *
+// values[c * value_stride + p - begin + window.read(t)] for the 8 channels
+// c of a group and the positions p in [begin, end) of a centred window
+// (end - begin >= kLanes): a vector of positions of the 8
+// channels at once, the 9 weight vectors loaded once for the 8 channels
+// with the taps outside the image zeroed (their rows and columns
+// computed in registers), then one fused multiply-add a tap and channel.
+// `values` is the padded tile of channel 0 (padded_tiles). A zeroed weight
+// times an input read across a row end (a flattened shift wraps there)
+// adds nothing unless that input is inf or NaN; then the sum is NaN, so the
+// function returns false when any sum is NaN, and the caller recomputes
+// the tile tap by tap (a NaN from the inputs' own terms also takes that
+// path, which gives the same NaN).
+template <typename T>
+bool aggregate_group_tile(const LocalAggregationShape& s,
+                          const CentredWindow& window,
+                          const T* __restrict__ w,
+                          const T* __restrict__ values, int64_t value_stride,
+                          T* __restrict__ out, int64_t out_stride,
+                          int64_t begin, int64_t end) {
+  using V = typename Vector<T>::type;
+  using Mask = typename Vector<T>::mask;
+  constexpr int64_t kTaps = CentredWindow::kTaps;
+  const int64_t plane = s.out_plane();
+  int64_t reads[kTaps];
+  for (int64_t t = 0; t < kTaps; ++t) reads[t] = window.read(t) - begin;
+  const WindowSides<T> sides(s);
+  Mask nan{};
+  for_each_position_vector<T>(
+      s.width, begin, end, [&](int64_t p, const LanePositions<T>& at) {
+        Mask inside[kTaps];
+        sides.taps(at, inside);
+        V weights[kTaps];
+#pragma GCC unroll 9
+        for (int64_t t = 0; t < kTaps; ++t) {
+          weights[t] = inside[t] ? load_vector<V>(w + t * plane + p) : V{};
+        }
+        sum_group_channels(weights, values + p, value_stride, reads,
+                           out + p, out_stride, &nan);
+      });
+  return !any_lane<T>(nan);
+}
+
+// Whether the group kernels apply: a centred window with C = 8 G on a
+// plane of a vector or more.
+template <typename T>
+bool centred_group_window(const LocalAggregationShape& s) {
+  return centred_geometry(s) && s.out_plane() >= kLanes<T> &&
+         s.channels == kChannelsPerGroup * s.groups;
+}
+
+// The end of the tile of a centred window's plane that starts at `begin`,
+// for the group kernels: a tile at each end of the plane, [0, edge) and
+// [plane - edge, plane), as short as their reads beyond the plane allow
+// (those padded_tiles copies with zeros), and between them tiles of up to
+// kTilePositions that read their planes in place; every tile at least a
+// vector long (a plane too short for three such tiles is one).
+template <typename T>
+int64_t group_tile_end(const CentredWindow& window, int64_t plane,
+                       int64_t begin) {
+  const int64_t edge = std::max(window.margin, kLanes<T>);
+  const int64_t last = plane - edge;
+  if (last - edge < kLanes<T>) return plane;
+  if (begin == 0) return edge;
+  if (begin >= last) return plane;
+  const int64_t end = begin + kTilePositions;
+  return end + kLanes<T> > last ? last : end;
+}
+
+// forward_task for centred_group_window: per head and group of the block,
+// tile by tile (group_tile_end), the group's 8 channels at once
+// (aggregate_group_tile); a tile with a NaN sum again channel by channel,
+// as forward_task does.
+template <typename T>
+void forward_centred_group_task(const LocalAggregationShape& s,
+                                const WindowPlan& plan, const T* input,
+                                const BlockWeights<T>& weights, T* output,
+                                const GroupBlock& block) {
+  const int64_t plane = s.out_plane();
+  const int64_t channel_stride = s.groups * plane;  // c = j * G + g
+  const CentredWindow window(s);
+  std::vector<T> scratch;
+  for (int64_t head = 0; head < s.heads; ++head) {
+    for (int64_t g = block.begin; g < block.end; ++g) {
+      const T* w = weights.at(head, g);
+      T* out = output + s.output_offset(block.n, head, g);
+      for (int64_t begin = 0, end = 0; begin < plane; begin = end) {
+        end = group_tile_end<T>(window, plane, begin);
+        int64_t value_stride;
+        const T* padded = padded_tiles(
+            s, window, input + s.input_offset(block.n, g), channel_stride,
+            kChannelsPerGroup, begin, end, &scratch, &value_stride);
+        if (aggregate_group_tile(s, window, w, padded, value_stride, out,
+                                 channel_stride, begin, end)) {
+          continue;
+        }
+        for (int64_t c = 0; c < kChannelsPerGroup; ++c) {
+          window.for_each_row_span(
+              begin, end, [&](auto rows, int64_t from, int64_t to) {
+                aggregate_centred(rows, s, plan, window, w,
+                                  padded + c * value_stride + (from - begin),
+                                  out + c * channel_stride, from, to);
+              });
         }
       }
     }
   }
+}
 
-  Mask mask(int64_t t, int64_t m) const {
-    return load_vector<Mask>(masks.data() + (t * vectors + m) * kLanes<T>);
-  }
-};
-
-// out[c * out_stride + p] for the 8 channels c of a group and the
-// positions p of the plane: values holds their planes `frame` apart, each
-// after window.margin zeros (SmallPlane), w the group's 9 weight planes.
+// gw[t * plane + p] = sum over the 8 channels c of a group of
+// grads[c * grad_stride + p] * values[c * value_stride + p - begin +
+// window.read(t)] where tap t of position p is inside the image, else 0,
+// for the positions p in [begin, end) (as aggregate_group_tile): one head's
+// weight gradient of a group over a tile, the 9 taps' sums in registers,
+// each grad_output vector loaded once. `values`: the group's padded tile.
 template <typename T>
-void aggregate_small_plane(const SmallPlane<T>& sp, const T* __restrict__ w,
-                           const T* __restrict__ values,
-                           T* __restrict__ out, int64_t out_stride) {
+void weight_gradient_group_tile(const LocalAggregationShape& s,
+                                const CentredWindow& window,
+                                const T* __restrict__ grads,
+                                int64_t grad_stride,
+                                const T* __restrict__ values,
+                                int64_t value_stride, T* __restrict__ gw,
+                                int64_t begin, int64_t end) {
   using V = typename Vector<T>::type;
   using Mask = typename Vector<T>::mask;
-  const int64_t vectors = sp.vectors, plane = sp.plane;
-  for (int64_t m = 0; m < vectors; ++m) {
-    const int64_t p = std::min(m * kLanes<T>, plane - kLanes<T>);
-    V acc[kChannelsPerGroup];
+  constexpr int64_t kTaps = CentredWindow::kTaps;
+  const int64_t plane = s.out_plane();
+  int64_t reads[kTaps];
+  for (int64_t t = 0; t < kTaps; ++t) reads[t] = window.read(t) - begin;
+  const WindowSides<T> sides(s);
+  for_each_position_vector<T>(
+      s.width, begin, end, [&](int64_t p, const LanePositions<T>& at) {
+        V sums[kTaps] = {};
 #pragma GCC unroll 8
-    for (int64_t c = 0; c < kChannelsPerGroup; ++c) acc[c] = V{};
-    for (int64_t t = 0; t < SmallPlane<T>::kTaps; ++t) {
-      const V weight = load_vector<V>(w + t * plane + p);
-      const Mask inside = sp.mask(t, m);
-      const T* v = values + sp.window.read(t) + p;
-#pragma GCC unroll 8
-      for (int64_t c = 0; c < kChannelsPerGroup; ++c) {
-        const V product = weight * load_vector<V>(v + c * sp.frame);
-        acc[c] += inside ? product : V{};
+        for (int64_t c = 0; c < kChannelsPerGroup; ++c) {
+          const V grad = load_vector<V>(grads + c * grad_stride + p);
+          const T* v = values + c * value_stride + p;
+#pragma GCC unroll 9
+          for (int64_t t = 0; t < kTaps; ++t) {
+            sums[t] += grad * load_vector<V>(v + reads[t]);
+          }
+        }
+        Mask inside[kTaps];
+        sides.taps(at, inside);
+#pragma GCC unroll 9
+        for (int64_t t = 0; t < kTaps; ++t) {
+          const V kept = inside[t] ? sums[t] : V{};
+          std::memcpy(gw + t * plane + p, &kept, sizeof(V));
+        }
+      });
+}
+
+// gv[c * gv_stride + q] = sum over the taps t = i * 3 + j of
+// weights[t * weight_stride + q - begin + margin - shift(t)] *
+// grads[c * grad_stride + q - begin + margin - shift(t)], the taps whose
+// column 2 - j of q is in the image, for the 8 channels c of a group and
+// the positions q in [begin, end): a one-head group's input gradient over a
+// tile, from the padded tiles of its 9 weight planes and of its channels'
+// output gradients. The 9 weight vectors of a position vector, those of
+// the other taps zeroed, serve the 8 channels; as in aggregate_group_tile,
+// an inf or NaN gradient read across a row end makes a NaN sum, and then
+// the function returns false (the caller recomputes the tile).
+template <typename T>
+bool input_gradient_group_tile(const LocalAggregationShape& s,
+                               const CentredWindow& window,
+                               const T* __restrict__ weights,
+                               int64_t weight_stride,
+                               const T* __restrict__ grads,
+                               int64_t grad_stride, T* __restrict__ gv,
+                               int64_t gv_stride, int64_t begin,
+                               int64_t end) {
+  using V = typename Vector<T>::type;
+  using Mask = typename Vector<T>::mask;
+  constexpr int64_t kTaps = CentredWindow::kTaps;
+  int64_t reads[kTaps];
+  for (int64_t t = 0; t < kTaps; ++t) {
+    reads[t] = window.margin - window.shift[t] - begin;
+  }
+  const WindowSides<T> sides(s);
+  Mask nan{};
+  for_each_position_vector<T>(
+      s.width, begin, end, [&](int64_t p, const LanePositions<T>& at) {
+        // tap column j needs column 2 - j of q
+        const Mask all = ~Mask{};
+        const Mask columns[3] = {sides.right(at), all, sides.left(at)};
+        V w[kTaps];
+#pragma GCC unroll 9
+        for (int64_t t = 0; t < kTaps; ++t) {
+          w[t] = columns[t % 3]
+                     ? load_vector<V>(weights + t * weight_stride + p +
+                                      reads[t])
+                     : V{};
+        }
+        sum_group_channels(w, grads + p, grad_stride, reads, gv + p,
+                           gv_stride, &nan);
+      });
+  return !any_lane<T>(nan);
+}
+
+// Whether backward_centred_group_task applies: centred_group_window with
+// one head (a CoT layer's).
+template <typename T>
+bool centred_group_backward(const LocalAggregationShape& s) {
+  return centred_group_window<T>(s) && s.heads == 1;
+}
+
+// backward_task for centred_group_backward: per group of the block, in the
+// forward's tiles, the weight gradient of the group's 8 channels and their
+// input gradient, each element summed in a register and written once (a
+// tile whose input gradient has a NaN sum again channel by channel, as
+// backward_centred_task computes it).
+template <typename T>
+void backward_centred_group_task(const LocalAggregationShape& s,
+                                 const WindowPlan& plan,
+                                 const T* grad_output, const T* input,
+                                 const T* weight, T* grad_input,
+                                 T* grad_weight, const GroupBlock& block) {
+  constexpr int64_t kKernel = CentredWindow::kKernel;
+  constexpr int64_t kTaps = CentredWindow::kTaps;
+  const CentredWindow window(s);
+  const int64_t plane = s.out_plane();
+  const int64_t channel_stride = s.groups * plane;  // c = j * G + g
+  std::vector<T> scratch[3];
+  for (int64_t g = block.begin; g < block.end; ++g) {
+    const T* grads = grad_output + s.output_offset(block.n, 0, g);
+    const T* values = input + s.input_offset(block.n, g);
+    const T* w = weight + s.weight_offset(block.n, 0, g, 0);
+    T* gw = grad_weight == nullptr
+                ? nullptr
+                : grad_weight + s.weight_offset(block.n, 0, g, 0);
+    T* gv = grad_input == nullptr ? nullptr
+                                  : grad_input + s.input_offset(block.n, g);
+    for (int64_t begin = 0, end = 0; begin < plane; begin = end) {
+      end = group_tile_end<T>(window, plane, begin);
+      if (gw != nullptr) {
+        int64_t value_stride;
+        const T* padded_values =
+            padded_tiles(s, window, values, channel_stride, kChannelsPerGroup,
+                         begin, end, &scratch[0], &value_stride);
+        weight_gradient_group_tile(s, window, grads, channel_stride,
+                                   padded_values, value_stride, gw, begin,
+                                   end);
       }
-    }
-#pragma GCC unroll 8
-    for (int64_t c = 0; c < kChannelsPerGroup; ++c) {
-      std::memcpy(out + c * out_stride + p, &acc[c], sizeof(V));
-    }
-  }
-}
-
-// Asks for the cache lines of from[0, n) ahead of their use.
-template <typename T>
-inline void prefetch(const T* from, int64_t n) {
-  constexpr int64_t kLine = 64 / sizeof(T);
-  for (int64_t k = 0; k < n; k += kLine) __builtin_prefetch(from + k);
-  if (n > 0) __builtin_prefetch(from + n - 1);
-}
-
-// forward_task for small_centred_window: the block's planes are read and
-// written in memory order (channel j * G + g, g within the block, for each
-// j), through copies that keep the sums of a group together.
-template <typename T>
-void forward_small_plane_task(const LocalAggregationShape& s,
-                              const SmallPlane<T>& sp, const T* input,
-                              const BlockWeights<T>& weights, T* output,
-                              const GroupBlock& block) {
-  const int64_t groups = block.end - block.begin;
-  const int64_t plane = sp.plane;
-  // channel j of block group g at (g * 8 + j) planes or frames
-  std::vector<T> values(groups * kChannelsPerGroup * sp.frame, T(0));
-  std::vector<T> sums(groups * kChannelsPerGroup * plane);
-  for (int64_t j = 0; j < kChannelsPerGroup; ++j) {
-    for (int64_t g = 0; g < groups; ++g) {
-      const T* from =
-          input + s.input_offset(block.n, j * s.groups + block.begin + g);
-      std::copy(from, from + plane,
-                values.data() + (g * kChannelsPerGroup + j) * sp.frame +
-                    sp.window.margin);
-    }
-  }
-  for (int64_t head = 0; head < s.heads; ++head) {
-    const T* w = weights.at(head, block.begin);
-    const int64_t group_weights = weights.group_stride;
-    prefetch(w, group_weights);
-    for (int64_t g = 0; g < groups; ++g, w += group_weights) {
-      if (g + 1 < groups) prefetch(w + group_weights, group_weights);
-      aggregate_small_plane(
-          sp, w,
-          values.data() + g * kChannelsPerGroup * sp.frame,
-          sums.data() + g * kChannelsPerGroup * plane, plane);
-    }
-    for (int64_t j = 0; j < kChannelsPerGroup; ++j) {
-      for (int64_t g = 0; g < groups; ++g) {
-        const T* from = sums.data() + (g * kChannelsPerGroup + j) * plane;
-        std::copy(from, from + plane,
-                  output + s.output_offset(block.n, head,
-                                           j * s.groups + block.begin + g));
+      if (gv == nullptr) continue;
+      int64_t weight_stride, grad_stride;
+      const T* weights = padded_tiles(s, window, w, plane, kTaps, begin, end,
+                                      &scratch[1], &weight_stride);
+      const T* padded_grads =
+          padded_tiles(s, window, grads, channel_stride, kChannelsPerGroup,
+                       begin, end, &scratch[2], &grad_stride);
+      if (input_gradient_group_tile(s, window, weights, weight_stride,
+                                    padded_grads, grad_stride, gv,
+                                    channel_stride, begin, end)) {
+        continue;
+      }
+      const uint8_t* masks[kKernel];
+      for (int64_t j = 0; j < kKernel; ++j) {
+        masks[j] = plan.column_mask(j) + begin;
+      }
+      for (int64_t c = 0; c < kChannelsPerGroup; ++c) {
+        input_gradient_centred<true>(
+            window, weights, weight_stride, padded_grads + c * grad_stride,
+            masks, gv + c * channel_stride + begin, end - begin);
       }
     }
   }
@@ -860,14 +1099,115 @@ void forward_small_plane_task(const LocalAggregationShape& s,
 // The per-sample affine that normalises channels-last weights (N, H', W',
 // heads*G*K*K): weight j of every pixel of sample n becomes
 // (w - mean[i]) * scale[i] + shift[i], i = n * pixel_weights + j (the
-// mean subtracted first: no cancellation against a large shift); null:
-// none.
+// mean subtracted first: no cancellation against a large shift); the
+// tap_ arrays hold the same values tap-major, weight (head, g, t) of a
+// pixel at (head * K*K + t) * G + g; null: none.
 template <typename T>
 struct PixelAffine {
   const T* mean = nullptr;
   const T* scale = nullptr;
   const T* shift = nullptr;
+  const T* tap_mean = nullptr;
+  const T* tap_scale = nullptr;
+  const T* tap_shift = nullptr;
+
+  // the same arrays from element i on
+  PixelAffine from(int64_t i) const {
+    return {mean + i,     scale + i,     shift + i,
+            tap_mean + i, tap_scale + i, tap_shift + i};
+  }
 };
+
+// columns[t][l] = w[l * 9 + t] for the 9 taps t and the kLanes groups l of
+// a block: its weights tap-major, as vectors. For float, the first 8 taps
+// by an 8 x 8 transpose in registers (three rounds of two-vector
+// shuffles), the last one element by element.
+template <typename T>
+inline void tap_major_block(const T* __restrict__ w,
+                            typename Vector<T>::type* columns) {
+  using V = typename Vector<T>::type;
+  using Index = typename Vector<T>::mask;
+  constexpr int64_t kTaps = CentredWindow::kTaps;
+  if constexpr (kLanes<T> == 8) {
+    V rows[8], a[8], b[8];
+#pragma GCC unroll 8
+    for (int64_t l = 0; l < 8; ++l) rows[l] = load_vector<V>(w + l * kTaps);
+    const Index low{0, 8, 1, 9, 4, 12, 5, 13}, high{2, 10, 3, 11, 6, 14, 7, 15};
+    const Index even{0, 1, 8, 9, 4, 5, 12, 13};
+    const Index odd{2, 3, 10, 11, 6, 7, 14, 15};
+    const Index first{0, 1, 2, 3, 8, 9, 10, 11};
+    const Index second{4, 5, 6, 7, 12, 13, 14, 15};
+#pragma GCC unroll 4
+    for (int64_t p = 0; p < 8; p += 2) {  // a[p]: taps 0, 1, 4, 5
+      a[p] = __builtin_shuffle(rows[p], rows[p + 1], low);
+      a[p + 1] = __builtin_shuffle(rows[p], rows[p + 1], high);
+    }
+#pragma GCC unroll 2
+    for (int64_t q = 0; q < 8; q += 4) {  // b[q + k]: taps k, k + 4
+#pragma GCC unroll 2
+      for (int64_t k = 0; k < 2; ++k) {
+        b[q + 2 * k] = __builtin_shuffle(a[q + k], a[q + k + 2], even);
+        b[q + 2 * k + 1] = __builtin_shuffle(a[q + k], a[q + k + 2], odd);
+      }
+    }
+#pragma GCC unroll 4
+    for (int64_t t = 0; t < 4; ++t) {
+      columns[t] = __builtin_shuffle(b[t], b[t + 4], first);
+      columns[t + 4] = __builtin_shuffle(b[t], b[t + 4], second);
+    }
+    for (int64_t l = 0; l < 8; ++l) columns[8][l] = w[l * kTaps + 8];
+  } else {
+    for (int64_t t = 0; t < kTaps; ++t) {
+      for (int64_t l = 0; l < kLanes<T>; ++l) {
+        columns[t][l] = w[l * kTaps + t];
+      }
+    }
+  }
+}
+
+// The channels-last forward of one pixel whose centred 3 x 3 window lies
+// inside the image, C = 8 G with G a multiple of kLanes: per block of
+// kLanes groups, the block's weights transposed tap-major
+// (tap_major_block), each tap's vector of them normalised by the
+// tap-major affine (kNormalised; `affine` from the pixel's first weight of
+// the head), then summed as aggregate_group_block does, the taps at the
+// fixed `offsets` from the pixel's values `centre`.
+template <bool kNormalised, typename T>
+inline void aggregate_centred_pixel(const T* __restrict__ centre,
+                                    const int64_t* offsets,
+                                    const T* __restrict__ w,
+                                    const PixelAffine<T>& affine,
+                                    int64_t groups, T* __restrict__ out) {
+  using V = typename Vector<T>::type;
+  constexpr int64_t kTaps = CentredWindow::kTaps;
+  constexpr int64_t kBlock = kLanes<T>;
+  V block[kTaps];
+  for (int64_t g = 0; g < groups; g += kBlock) {
+    tap_major_block(w + g * kTaps, block);
+    V acc[kChannelsPerGroup];
+#pragma GCC unroll 8
+    for (int64_t c = 0; c < kChannelsPerGroup; ++c) acc[c] = V{};
+#pragma GCC unroll 9
+    for (int64_t t = 0; t < kTaps; ++t) {
+      V weight = block[t];
+      if (kNormalised) {
+        const int64_t at = t * groups + g;
+        weight = (weight - load_vector<V>(affine.tap_mean + at)) *
+                     load_vector<V>(affine.tap_scale + at) +
+                 load_vector<V>(affine.tap_shift + at);
+      }
+      const T* v = centre + offsets[t] + g;
+#pragma GCC unroll 8
+      for (int64_t c = 0; c < kChannelsPerGroup; ++c) {
+        acc[c] += weight * load_vector<V>(v + c * groups);
+      }
+    }
+#pragma GCC unroll 8
+    for (int64_t c = 0; c < kChannelsPerGroup; ++c) {
+      std::memcpy(out + c * groups + g, &acc[c], sizeof(V));
+    }
+  }
+}
 
 template <typename T>
 void forward_channels_last_rows(const LocalAggregationShape& s,
@@ -880,10 +1220,37 @@ void forward_channels_last_rows(const LocalAggregationShape& s,
   const int64_t block_end = blocked ? groups - groups % kLanes<T> : 0;
   std::vector<T> tap_major(s.taps() * groups);
   std::vector<const T*> values(s.taps()), weights(s.taps());
+  // a centred window: the pixels whose taps all lie inside take
+  // aggregate_centred_pixel
+  const bool centred = centred_geometry(s) && blocked && block_end == groups;
+  int64_t offsets[CentredWindow::kTaps];
+  for (int64_t t = 0; t < CentredWindow::kTaps; ++t) {
+    offsets[t] = ((t / 3 - 1) * s.dilation_h * s.width +
+                  (t % 3 - 1) * s.dilation_w) * channels;
+  }
   for (int64_t row = row_begin; row < row_end; ++row) {
     const int64_t n = row / s.out_height, y = row % s.out_height;
+    const bool inner_row = centred && y >= s.dilation_h &&
+                           y + s.dilation_h < s.height;
     for (int64_t x = 0; x < s.out_width; ++x) {
       const int64_t pixel = row * s.out_width + x;
+      if (inner_row && x >= s.dilation_w && x + s.dilation_w < s.width) {
+        const T* centre = input + ((n * s.height + y) * s.width + x) * channels;
+        for (int64_t head = 0; head < s.heads; ++head) {
+          const int64_t at = head * groups * s.taps();
+          const T* w = weight + pixel * pixel_weights + at;
+          T* out = output + (pixel * s.heads + head) * channels;
+          if (affine.scale != nullptr) {
+            aggregate_centred_pixel<true>(centre, offsets, w,
+                                          affine.from(n * pixel_weights + at),
+                                          groups, out);
+          } else {
+            aggregate_centred_pixel<false>(centre, offsets, w, affine, groups,
+                                           out);
+          }
+        }
+        continue;
+      }
       // the taps inside the image; those in the padding add nothing
       int64_t taps = 0;
       for (int64_t i = 0; i < s.kernel_h; ++i) {
@@ -1098,19 +1465,16 @@ void pixel_affine(const LocalAggregationShape& s, const T* weight,
 template <typename T, typename WeightsOf>
 void forward_blocks(const LocalAggregationShape& s, const T* input,
                     T* output, const WeightsOf& weights_of) {
-  if (small_centred_window(s, kLanes<T>)) {
-    const SmallPlane<T> sp(s);
-    for_each_group_block<T>(s, [&](const GroupBlock& block) {
-      std::unique_ptr<T[]> scratch;
-      forward_small_plane_task(s, sp, input, weights_of(block, &scratch),
-                               output, block);
-    });
-    return;
-  }
   const WindowPlan plan(s);
+  const bool grouped = centred_group_window<T>(s);
   for_each_group_block<T>(s, [&](const GroupBlock& block) {
     std::unique_ptr<T[]> scratch;
-    forward_task(s, plan, input, weights_of(block, &scratch), output, block);
+    const BlockWeights<T> weights = weights_of(block, &scratch);
+    if (grouped) {
+      forward_centred_group_task(s, plan, input, weights, output, block);
+    } else {
+      forward_task(s, plan, input, weights, output, block);
+    }
   });
 }
 
@@ -1153,7 +1517,25 @@ void forward_group_normed_channels_last(const LocalAggregationShape& s,
                                         T* output) {
   std::vector<T> mean, scale, shift;
   pixel_affine(s, weight, affine, &mean, &scale, &shift);
-  const PixelAffine<T> normalize{mean.data(), scale.data(), shift.data()};
+  // tap-major copies: (n, head, g, t) to (n, head, t, g)
+  const int64_t taps = s.taps(), groups = s.groups;
+  std::vector<T> tap_major[3];
+  const std::vector<T>* group_major[3] = {&mean, &scale, &shift};
+  for (int64_t a = 0; a < 3; ++a) {
+    tap_major[a].resize(mean.size());
+    for (int64_t head = 0; head < s.batch * s.heads; ++head) {
+      const T* from = group_major[a]->data() + head * groups * taps;
+      T* to = tap_major[a].data() + head * groups * taps;
+      for (int64_t g = 0; g < groups; ++g) {
+        for (int64_t t = 0; t < taps; ++t) {
+          to[t * groups + g] = from[g * taps + t];
+        }
+      }
+    }
+  }
+  const PixelAffine<T> normalize{mean.data(),         scale.data(),
+                                 shift.data(),        tap_major[0].data(),
+                                 tap_major[1].data(), tap_major[2].data()};
   at::parallel_for(0, s.batch * s.out_height, 1,
                    [&](int64_t begin, int64_t end) {
                      forward_channels_last_rows(s, input, weight, normalize,
@@ -1166,10 +1548,14 @@ void backward(const LocalAggregationShape& s, const T* grad_output,
               const T* input, const T* weight, T* grad_input,
               T* grad_weight) {
   const WindowPlan plan(s);
+  const bool grouped = centred_group_backward<T>(s);
   const bool centred =
       centred_window(s) && s.channels == kChannelsPerGroup * s.groups;
   for_each_group_block<T>(s, [&](const GroupBlock& block) {
-    if (centred) {
+    if (grouped) {
+      backward_centred_group_task(s, plan, grad_output, input, weight,
+                                  grad_input, grad_weight, block);
+    } else if (centred) {
       backward_centred_task(s, plan, grad_output, input, weight, grad_input,
                             grad_weight, block);
     } else {
