@@ -265,6 +265,16 @@ def outside_image_taps(height, width, padding, dilation):
     return torch.tensor(taps), torch.tensor(ys), torch.tensor(xs)
 
 
+def outside_tap_case(size, padding, dilation, dtype, device):
+    """Input, weights and window of the OUTSIDE_TAP_CASES tests: one sample
+    of 16 channels in 2 weight groups, one head, a 3 x 3 window of stride 1
+    with this padding and dilation (both axes) on a ``size`` image."""
+    h, w = size
+    return make_window_case((1, 16, h, w, 1, 2),
+                            ((3, 3), (1, 1), (padding, padding),
+                             (dilation, dilation)), dtype, device)
+
+
 # (size, padding, dilation): a centred window on a large plane, on a small
 # plane (twice), and a window the segment kernels take
 OUTSIDE_TAP_CASES = [((23, 24), 1, 1), ((7, 9), 1, 1), ((7, 9), 2, 2),
@@ -281,12 +291,9 @@ def test_taps_outside_the_image_add_nothing(device, dtype, size, padding,
     image adds no term, even when it is inf (zero padding would make it
     NaN): the forward equals the reference with those weights zeroed, and
     the weight gradient there is 0, on every CPU kernel and on CUDA."""
-    h, w = size
-    x, a, kw = make_window_case((1, 16, h, w, 1, 2),
-                                ((3, 3), (1, 1), (padding, padding),
-                                 (dilation, dilation)), dtype, device)
+    x, a, kw = outside_tap_case(size, padding, dilation, dtype, device)
     x, a = x.detach(), a.detach()
-    taps, ys, xs = outside_image_taps(h, w, padding, dilation)
+    taps, ys, xs = outside_image_taps(*size, padding, dilation)
     finite = a.clone()
     finite[:, :, :, taps, ys, xs] = 0
     poisoned = a.clone()
@@ -321,10 +328,7 @@ def test_an_inf_input_reaches_only_the_windows_reading_it(
     """Inf values at the first and last column of a row (where a flattened
     window would wrap into the next row) and in a corner: the outputs whose
     windows read them are +-inf, all others equal the reference's."""
-    h, w = size
-    x, a, kw = make_window_case((1, 16, h, w, 1, 2),
-                                ((3, 3), (1, 1), (padding, padding),
-                                 (dilation, dilation)), dtype, device)
+    x, a, kw = outside_tap_case(size, padding, dilation, dtype, device)
     x, a = x.detach().clone(), a.detach()
     x[:, :, 3, 0] = float('inf')
     x[:, :, 4, -1] = float('-inf')
@@ -344,10 +348,7 @@ def test_an_inf_output_gradient_reaches_only_the_inputs_it_weighs(
     """Inf output gradients at the first and last column of a row and in a
     corner: the input gradients they reach are inf or NaN, all others
     equal the reference's."""
-    h, w = size
-    x, a, kw = make_window_case((1, 16, h, w, 1, 2),
-                                ((3, 3), (1, 1), (padding, padding),
-                                 (dilation, dilation)), dtype, device)
+    x, a, kw = outside_tap_case(size, padding, dilation, dtype, device)
     grad = torch.randn(local_aggregation(x, a, **kw).shape,
                        dtype=dtype,
                        device=device)

@@ -392,6 +392,23 @@ const T* padded_tiles(const LocalAggregationShape& s,
   return scratch->data();
 }
 
+// aggregate_centred over the output positions [begin, end) of a tile, in
+// the pieces of for_each_row_span; `padded` is the input tile
+// (padded_tiles) from position begin.
+template <typename T>
+void aggregate_centred_tile(const LocalAggregationShape& s,
+                            const WindowPlan& plan,
+                            const CentredWindow& window, const T* w,
+                            const T* padded, T* out, int64_t begin,
+                            int64_t end) {
+  window.for_each_row_span(begin, end,
+                           [&](auto rows, int64_t from, int64_t to) {
+                             aggregate_centred(rows, s, plan, window, w,
+                                               padded + (from - begin), out,
+                                               from, to);
+                           });
+}
+
 // output[n, head*C + c] for every channel c of the block's groups, one tile
 // of output positions at a time, within it the channels in memory order.
 // Each output sums its taps in plan order, whatever the tiling.
@@ -412,13 +429,10 @@ void forward_task(const LocalAggregationShape& s, const WindowPlan& plan,
           T* out = output + s.output_offset(block.n, head, c0 + g);
           const T* v = input + s.input_offset(block.n, c0 + g);
           if (centred) {
-            const T* padded =
-                padded_tiles(s, window, v, 0, 1, begin, end, &scratch);
-            window.for_each_row_span(
-                begin, end, [&](auto rows, int64_t from, int64_t to) {
-                  aggregate_centred(rows, s, plan, window, w,
-                                    padded + (from - begin), out, from, to);
-                });
+            aggregate_centred_tile(
+                s, plan, window, w,
+                padded_tiles(s, window, v, 0, 1, begin, end, &scratch), out,
+                begin, end);
           } else {
             aggregate_segments(s, plan, w, v, out, begin, end);
           }
@@ -925,12 +939,8 @@ void forward_centred_group_task(const LocalAggregationShape& s,
           continue;
         }
         for (int64_t c = 0; c < kChannelsPerGroup; ++c) {
-          window.for_each_row_span(
-              begin, end, [&](auto rows, int64_t from, int64_t to) {
-                aggregate_centred(rows, s, plan, window, w,
-                                  padded + c * value_stride + (from - begin),
-                                  out + c * channel_stride, from, to);
-              });
+          aggregate_centred_tile(s, plan, window, w, padded + c * value_stride,
+                                 out + c * channel_stride, begin, end);
         }
       }
     }
@@ -1118,6 +1128,20 @@ struct PixelAffine {
   }
 };
 
+// The arrays a PixelAffine points into (pixel_affine fills them).
+template <typename T>
+struct PixelAffineArrays {
+  std::vector<T> mean, scale, shift, tap_mean, tap_scale, tap_shift;
+
+  std::vector<std::vector<T>*> all() {
+    return {&mean, &scale, &shift, &tap_mean, &tap_scale, &tap_shift};
+  }
+  PixelAffine<T> view() const {
+    return {mean.data(),     scale.data(),     shift.data(),
+            tap_mean.data(), tap_scale.data(), tap_shift.data()};
+  }
+};
+
 // columns[t][l] = w[l * 9 + t] for the 9 taps t and the kLanes groups l of
 // a block: its weights tap-major, as vectors. For float, the first 8 taps
 // by an 8 x 8 transpose in registers (three rounds of two-vector
@@ -1220,9 +1244,9 @@ void forward_channels_last_rows(const LocalAggregationShape& s,
   const int64_t block_end = blocked ? groups - groups % kLanes<T> : 0;
   std::vector<T> tap_major(s.taps() * groups);
   std::vector<const T*> values(s.taps()), weights(s.taps());
-  // a centred window: the pixels whose taps all lie inside take
-  // aggregate_centred_pixel
-  const bool centred = centred_geometry(s) && blocked && block_end == groups;
+  // a centred window with C = 8 G, G a multiple of kLanes: the pixels
+  // whose taps all lie inside take aggregate_centred_pixel
+  const bool centred = centred_geometry(s) && block_end == groups;
   int64_t offsets[CentredWindow::kTaps];
   for (int64_t t = 0; t < CentredWindow::kTaps; ++t) {
     offsets[t] = ((t / 3 - 1) * s.dilation_h * s.width +
@@ -1396,8 +1420,8 @@ constexpr int64_t kStatPixels = 512, kStatChunk = 32;
 // sample's first pixel: a shift near the mean, against cancellation.
 template <typename T>
 void pixel_affine(const LocalAggregationShape& s, const T* weight,
-                  const GroupNormAffine<T>& affine, std::vector<T>* mean,
-                  std::vector<T>* scale, std::vector<T>* shift) {
+                  const GroupNormAffine<T>& affine,
+                  PixelAffineArrays<T>* out) {
   const int64_t taps = s.taps(), pixels = s.out_plane();
   const int64_t lanes = s.heads * s.groups * taps;  // weights of a pixel
   const int64_t parts = (pixels + kStatPixels - 1) / kStatPixels;
@@ -1430,9 +1454,7 @@ void pixel_affine(const LocalAggregationShape& s, const T* weight,
       }
     }
   });
-  mean->resize(s.batch * lanes);
-  scale->resize(s.batch * lanes);
-  shift->resize(s.batch * lanes);
+  for (std::vector<T>* array : out->all()) array->resize(s.batch * lanes);
   const double count = static_cast<double>(pixels * taps);
   for (int64_t n = 0; n < s.batch; ++n) {
     const T* w = weight + n * pixels * lanes;
@@ -1451,10 +1473,15 @@ void pixel_affine(const LocalAggregationShape& s, const T* weight,
       const double variance = std::max(s2 / count - offset * offset, 0.0);
       const T group_mean = static_cast<T>(w[g] + offset);
       const T rstd = static_cast<T>(1 / std::sqrt(variance + affine.eps));
-      for (int64_t j = g; j < g + taps; ++j) {
-        (*mean)[n * lanes + j] = group_mean;
-        (*scale)[n * lanes + j] = rstd * gamma[j];
-        (*shift)[n * lanes + j] = beta[j];
+      // weight g + t of a pixel, and its place tap-major
+      const int64_t head_first = g - g % (s.groups * taps);
+      const int64_t group = (g - head_first) / taps;
+      for (int64_t t = 0; t < taps; ++t) {
+        const int64_t i = n * lanes + g + t;
+        const int64_t k = n * lanes + head_first + t * s.groups + group;
+        out->mean[i] = out->tap_mean[k] = group_mean;
+        out->scale[i] = out->tap_scale[k] = rstd * gamma[g + t];
+        out->shift[i] = out->tap_shift[k] = beta[g + t];
       }
     }
   }
@@ -1515,27 +1542,9 @@ void forward_group_normed_channels_last(const LocalAggregationShape& s,
                                         const T* input, const T* weight,
                                         const GroupNormAffine<T>& affine,
                                         T* output) {
-  std::vector<T> mean, scale, shift;
-  pixel_affine(s, weight, affine, &mean, &scale, &shift);
-  // tap-major copies: (n, head, g, t) to (n, head, t, g)
-  const int64_t taps = s.taps(), groups = s.groups;
-  std::vector<T> tap_major[3];
-  const std::vector<T>* group_major[3] = {&mean, &scale, &shift};
-  for (int64_t a = 0; a < 3; ++a) {
-    tap_major[a].resize(mean.size());
-    for (int64_t head = 0; head < s.batch * s.heads; ++head) {
-      const T* from = group_major[a]->data() + head * groups * taps;
-      T* to = tap_major[a].data() + head * groups * taps;
-      for (int64_t g = 0; g < groups; ++g) {
-        for (int64_t t = 0; t < taps; ++t) {
-          to[t * groups + g] = from[g * taps + t];
-        }
-      }
-    }
-  }
-  const PixelAffine<T> normalize{mean.data(),         scale.data(),
-                                 shift.data(),        tap_major[0].data(),
-                                 tap_major[1].data(), tap_major[2].data()};
+  PixelAffineArrays<T> arrays;
+  pixel_affine(s, weight, affine, &arrays);
+  const PixelAffine<T> normalize = arrays.view();
   at::parallel_for(0, s.batch * s.out_height, 1,
                    [&](int64_t begin, int64_t end) {
                      forward_channels_last_rows(s, input, weight, normalize,
