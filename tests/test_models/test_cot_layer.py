@@ -106,7 +106,6 @@ def test_embedding_equals_conv_over_query_and_key(layer_type, order):
     else:
         qk = torch.empty(2, 64, 5, 6)
         qk[:, 0::2], qk[:, 1::2] = x, k
-    assert torch.equal(layer.query_key(x, k), qk)  # what compiled runs
     with torch.no_grad():
         torch.testing.assert_close(
             layer.aggregation_weights(x, k), layer.embed(qk))

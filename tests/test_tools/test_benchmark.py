@@ -165,6 +165,7 @@ def test_benchmark_ratios_are_to_resnet50_of_the_same_run(tmp_path):
     run = json.loads(out.read_text())
     assert run['setup']['interleaved'] and run['setup']['det_shape'] == [
         64, 96]
+    assert run['setup']['freed_memory_reused'] is True  # glibc here
     rows = {r['model']: r for r in run['rows']}
     assert list(rows) == ['ResNet-50', 'CoTNet-50']  # the reference first
     ref, cot = rows['ResNet-50'], rows['CoTNet-50']
@@ -240,6 +241,35 @@ def test_benchmark_fuse_conv_bn_is_for_inference_only(monkeypatch, fuse):
         assert (len(fused), len(plain)) == (2, 0)
         runner.train_step()
         assert (len(fused), len(plain)) == (2, 1)
+
+
+@pytest.mark.parametrize('defaults', [False, True])
+def test_benchmark_keeps_freed_memory_after_the_peaks(monkeypatch, defaults):
+    """The timed calls run with freed memory kept (no page faults), which
+    is turned on only after the peak resident sets are measured (it would
+    hide them); --malloc-defaults leaves glibc's defaults."""
+    monkeypatch.setattr(sys, 'argv', [
+        'benchmark.py', '--models', 'CoTNet-50', '--det-shape', '0', '0'
+    ] + ['--malloc-defaults'] * defaults)
+    args = benchmark.parse_args()
+    events = []
+
+    def peak(device, fn, name, *_):
+        events.append(f'peak {name}')
+        return dict(params_M=1.0, train_peak_MiB=1.0)
+
+    def timed(args, dtype_name):
+        events.append('timed')
+        return {name: dict(infer=[2.0], train=[3.0]) for name in args.models}
+
+    monkeypatch.setattr(benchmark, 'isolated_on_cpu', peak)
+    monkeypatch.setattr(benchmark, 'measure_speed', timed)
+    monkeypatch.setattr(benchmark, 'reuse_freed_cpu_memory',
+                        lambda: events.append('keep freed memory') or True)
+    benchmark.measure(args, 'fp32')
+    assert events == ['peak ResNet-50', 'peak CoTNet-50'] + (
+        [] if defaults else ['keep freed memory']) + ['timed']
+    assert args.reuse_freed_memory is not defaults
 
 
 @pytest.mark.parametrize('args,message', [

@@ -4,7 +4,7 @@ ResNeSt-50, measured in the same run.
     python tools/analysis/benchmark.py [--device cpu|cuda] [--batch 8]
         [--shape 224] [--det-shape 800 1333] [--dtypes fp32 fp16 bf16]
         [--memory-format contiguous|channels_last] [--fuse-conv-bn]
-        [--models MODEL ...]
+        [--models MODEL ...] [--malloc-defaults]
         [--json OUT] [--markdown OUT]
 
 Each model is an ImageNet classifier (backbone, global pooling, 1000-way
@@ -22,7 +22,13 @@ difference within the machine's noise reads as one. fp16/bf16 run under
 every model and input in channels-last memory; ``--fuse-conv-bn`` folds
 each batch norm that follows a conv into that conv for the inference
 timings (``mmcv.cnn.fuse_conv_bn``, as mmdet's benchmark does). On a CPU,
-the peak memory is measured for each model in a fresh forked process.
+the peak memory is measured for each model in a fresh forked process,
+and the timed calls then run with malloc keeping the memory a call frees
+for the next (:func:`mmcot.analysis.reuse_freed_cpu_memory`), as
+benchmark_op.py's: with glibc's defaults a forward at batch 8 takes 40 000
+to 70 000 first-touch page faults on its outputs, which cost both models
+about a quarter of their time and vary by process. ``--malloc-defaults``
+times with glibc's defaults instead.
 """
 import argparse
 import copy
@@ -36,7 +42,8 @@ from mmcv.cnn import fuse_conv_bn
 
 import mmcot  # noqa: F401  (registers the CoT backbones)
 from mmcot.analysis import (device_name, interleaved_times_ms, isolated_on_cpu,
-                            markdown_table, peak_memory_mib, speed_ratio)
+                            markdown_table, peak_memory_mib,
+                            reuse_freed_cpu_memory, speed_ratio)
 from mmcot.analysis.classifiers import BACKBONES, build_classifier
 from mmcot.fileio import atomic_write
 
@@ -72,6 +79,11 @@ def parse_args():
         '--fuse-conv-bn',
         action='store_true',
         help='fold batch norms into convs for the inference timings')
+    parser.add_argument(
+        '--malloc-defaults',
+        action='store_true',
+        help='on a CPU, time with glibc malloc\'s defaults (page faults on '
+        'fresh outputs) instead of keeping freed memory')
     parser.add_argument('--batch', type=int, default=8, help='inference')
     parser.add_argument('--train-batch', type=int, default=8)
     parser.add_argument('--shape', type=int, default=224)
@@ -88,6 +100,7 @@ def parse_args():
     parser.add_argument('--markdown', help='write the table here')
     args = parser.parse_args()
     gpu = args.device.startswith('cuda')
+    args.reuse_freed_memory = not (gpu or args.malloc_defaults)
     args.dtypes = args.dtypes or (list(DTYPES) if gpu else ['fp32'])
     if not gpu and args.dtypes != ['fp32']:
         parser.error('fp16 / bf16 autocast is measured on GPUs only')
@@ -196,6 +209,8 @@ def measure(args, dtype_name: str) -> list:
     for name in args.models:  # forks before this process runs any threads
         memory[name] = isolated_on_cpu(args.device, measure_memory, name,
                                        args, dtype_name)
+    if args.reuse_freed_memory:  # after the peak resident sets above
+        args.reuse_freed_memory = reuse_freed_cpu_memory()  # glibc only
     rounds = measure_speed(args, dtype_name)
     reference = rounds[REFERENCE]
     rows = []
@@ -243,6 +258,7 @@ def main():
         det_shape=args.det_shape,
         memory_format=args.memory_format,
         fuse_conv_bn=args.fuse_conv_bn,
+        freed_memory_reused=args.reuse_freed_memory,
         repeats=args.repeats,
         warmup=args.warmup,
         interleaved=True)

@@ -2,7 +2,7 @@
 ``torch.compile`` and onnxruntime, measured in one run.
 
     python tools/analysis/benchmark_deploy.py [--models CoTNet-50 ResNet-50]
-        [--batch 8] [--repeats 10] [--json OUT]
+        [--batch 8] [--repeats 10] [--malloc-defaults] [--json OUT]
 
 Both models are ImageNet classifiers (backbone, pooling, 1000-way head),
 treated the same: fp32, 224 x 224, eval mode, the same threads
@@ -13,7 +13,11 @@ that drift in the machine's speed hits all alike), after warm-up, with the
 ratio to ResNet-50 and the quartiles of its per-round ratios; the
 compile and export times; and the largest difference of the compiled model
 and of the ONNX file from eager, relative to the largest output (the full
-CoTNet-50 check of torch.compile and ONNX).
+CoTNet-50 check of torch.compile and ONNX). The timed calls run with malloc
+keeping the memory a call frees for the next, as benchmark.py's (eager and
+compiled forwards otherwise take tens of thousands of first-touch page
+faults each; onnxruntime has its own arena); ``--malloc-defaults`` keeps
+glibc's defaults.
 """
 import argparse
 import functools
@@ -26,7 +30,7 @@ import time
 import torch
 
 from mmcot.analysis import (device_name, interleaved_times_ms, markdown_table,
-                            speed_ratio)
+                            reuse_freed_cpu_memory, speed_ratio)
 from mmcot.analysis.classifiers import BACKBONES, build_classifier
 from mmcot.deployment import ClassScores, export_onnx
 from mmcot.fileio import atomic_write
@@ -43,6 +47,11 @@ def parse_args():
     parser.add_argument('--shape', type=int, default=224)
     parser.add_argument('--repeats', type=int, default=10)
     parser.add_argument('--warmup', type=int, default=2)
+    parser.add_argument(
+        '--malloc-defaults',
+        action='store_true',
+        help='time with glibc malloc\'s defaults (page faults on fresh '
+        'outputs) instead of keeping freed memory')
     parser.add_argument('--json', help='write the measurements here')
     args = parser.parse_args()
     if min(args.batch, args.shape, args.repeats) < 1 or args.warmup < 0:
@@ -111,6 +120,7 @@ def prepare(name, args, folder):
 
 def main():
     args = parse_args()
+    reused = not args.malloc_defaults and reuse_freed_cpu_memory()
     with tempfile.TemporaryDirectory() as folder:
         prepared = [prepare(name, args, folder) for name in args.models]
         calls = {(info['model'], runtime, batch): functools.partial(call, x)
@@ -140,7 +150,8 @@ def main():
                  batch=args.batch,
                  shape=args.shape,
                  repeats=args.repeats,
-                 warmup=args.warmup)
+                 warmup=args.warmup,
+                 freed_memory_reused=reused)
     print(f'{setup["device"]}, torch {setup["torch"]}, fp32, '
           f'{args.shape}x{args.shape}: images/s at batch {args.batch}, '
           f'latency at batch 1; median of {args.repeats}')

@@ -139,37 +139,27 @@ class CoTLayer(BaseModule):
     def split_query_key(self, weight: torch.Tensor) -> tuple:
         """The query and key halves of the first embed conv's weight.
 
-        That conv takes ``[x, k]`` (:meth:`query_key`), the query channels
-        then the key channels; returns the weights (C/2, C/cardinality, 1,
-        1) it applies to each.
+        That conv takes ``[x, k]`` (as the official code concatenates them),
+        the query channels then the key channels; returns the weights (C/2,
+        C/cardinality, 1, 1) it applies to each.
         """
         c = self.in_channels
         return weight[:, :c], weight[:, c:]
-
-    def query_key(self, x: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-        """The first embed conv's input, ``[x, k]``: (N, 2C, H, W)."""
-        return torch.cat([x, k], 1)
 
     def embedding(self, x: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
         """The embedding of query ``x`` and keys ``k``, both (N, C, H, W),
         before its GroupNorm: (N, G*K*K, H, W).
 
         The first 1x1 conv runs as one conv over ``x`` plus one over ``k``
-        (the two halves of its weight): the same sum as over
-        :meth:`query_key`, without copying x and k into it. Compiled for
-        inference (no gradients), it runs over :meth:`query_key` instead,
-        which the compiler's kernels computing x and k write in place: one
-        conv call, not two (the sums then differ from eager's in rounding
-        only). That conv has a bias once its batch norm is folded into it
+        (the two halves of its weight): the same sum as over their
+        concatenation, without copying x and k into it, eager and compiled.
+        That conv has a bias once its batch norm is folded into it
         (``mmcv.cnn.fuse_conv_bn``).
         """
         first, *rest, _ = self.embed
-        if torch.compiler.is_compiling() and not torch.is_grad_enabled():
-            out = first(self.query_key(x, k))
-        else:
-            w_query, w_key = self.split_query_key(first.weight)
-            out = F.conv2d(x, w_query, first.bias, groups=self.cardinality)
-            out = out.add_(F.conv2d(k, w_key, groups=self.cardinality))
+        w_query, w_key = self.split_query_key(first.weight)
+        out = F.conv2d(x, w_query, first.bias, groups=self.cardinality)
+        out = out.add_(F.conv2d(k, w_key, groups=self.cardinality))
         for layer in rest:
             out = layer(out)
         return out
@@ -244,8 +234,3 @@ class CoXtLayer(CoTLayer):
         """The query and key parts of the first embed conv's weight, whose
         input interleaves them (``x0, k0, x1, k1, ...``)."""
         return weight[:, 0::2], weight[:, 1::2]
-
-    def query_key(self, x: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-        """The first embed conv's input, ``x0, k0, x1, k1, ...``:
-        (N, 2C, H, W)."""
-        return torch.stack([x, k], 2).flatten(1, 2)
