@@ -147,3 +147,18 @@ def test_readme_summary_lists_every_backbone():
     ]
     assert osp.isfile(
         osp.join(REPO, 'docs', 'benchmarks', 'throughput_vs_top1.png'))
+
+
+def test_speed_tables_say_whether_freed_memory_was_kept():
+    """A run timed without page faults says so in its table's title; one
+    with glibc's defaults (or from before the setup recorded it) does
+    not."""
+    model_zoo = load_model_zoo_tool()
+    run = json.loads(read('docs', 'benchmarks', 'cpu_fp32.json'))
+    run['file'] = 'cpu_fp32.json'
+    note = 'malloc keeping freed memory'
+    for reused, said in ((True, True), (False, False), (None, False)):
+        run['setup'].pop('freed_memory_reused', None)
+        if reused is not None:
+            run['setup']['freed_memory_reused'] = reused
+        assert (note in model_zoo.throughput_title(run)) is said

@@ -294,7 +294,8 @@ def deployment_tables() -> str:
             f'Measured ({osp.relpath(path, ROOT)}, '
             '`tools/analysis/benchmark_deploy.py`): '
             f'{s["device"]}, torch {s["torch"]}, fp32, '
-            f'{s["shape"]}x{s["shape"]}, median of {s["repeats"]}.', '',
+            f'{s["shape"]}x{s["shape"]}, median of {s["repeats"]}'
+            f'{freed_memory_note(s)}.', '',
             markdown_table([
                 OrderedDict([
                     ('Model', r['model']),
@@ -321,7 +322,8 @@ def cotnet_tables(rows: list, benchmarks: list) -> str:
             ('Params (M)', f'{r["params"] / 1e6:.2f}'),
             ('FLOPs (G)', f'{r["flops"] / 1e9:.2f}'),
             ('Top-1 (paper)', fmt(r['top1'])),
-            ('Config', f'[config]({osp.relpath(r["config"], "configs/cotnet")})'),
+            ('Config',
+             f'[config]({osp.relpath(r["config"], "configs/cotnet")})'),
             ('Official weights',
              f'[Google Drive]({r["weights"]})' if r['weights'] else '-'),
         ]) for r in rows
@@ -348,6 +350,13 @@ def ratio_cell(row: dict, key: str) -> str:
     return f'{cell} ({format_range(quartiles)})' if quartiles else cell
 
 
+def freed_memory_note(setup: dict) -> str:
+    """What the run's setup says of malloc, for a table's title."""
+    if setup.get('freed_memory_reused'):
+        return ', malloc keeping freed memory (no page faults)'
+    return ''
+
+
 def throughput_title(run: dict) -> str:
     s = run['setup']
     det = s.get('det_shape')
@@ -358,6 +367,7 @@ def throughput_title(run: dict) -> str:
                if det else '') +
             f', median of {s["repeats"]} after {s["warmup"]} warm-up runs'
             + (', the models timed in turns' if s.get('interleaved') else '')
+            + freed_memory_note(s)
             + '; "vs ResNet-50": throughput over ResNet-50\'s (in brackets, '
             'where recorded: the quartiles of the ratio per round).')
 
