@@ -275,6 +275,15 @@ def outside_tap_case(size, padding, dilation, dtype, device):
                              (dilation, dilation)), dtype, device)
 
 
+def put_infs_at_row_ends(t):
+    """Write infs into every channel of (N, C, H, W) ``t`` where a window
+    flattened over the plane would wrap into the next row: the first column
+    of row 3, the last of row 4 (-inf), and the last corner."""
+    t[:, :, 3, 0] = float('inf')
+    t[:, :, 4, -1] = float('-inf')
+    t[:, :, -1, -1] = float('inf')
+
+
 # (size, padding, dilation): a centred window on a large plane, on a small
 # plane (twice), and a window the segment kernels take
 OUTSIDE_TAP_CASES = [((23, 24), 1, 1), ((7, 9), 1, 1), ((7, 9), 2, 2),
@@ -330,9 +339,7 @@ def test_an_inf_input_reaches_only_the_windows_reading_it(
     windows read them are +-inf, all others equal the reference's."""
     x, a, kw = outside_tap_case(size, padding, dilation, dtype, device)
     x, a = x.detach().clone(), a.detach()
-    x[:, :, 3, 0] = float('inf')
-    x[:, :, 4, -1] = float('-inf')
-    x[:, :, -1, -1] = float('inf')
+    put_infs_at_row_ends(x)
     out = local_aggregation(x, a, **kw)
     expected = local_aggregation_reference(x, a, **kw)
     assert out.isinf().any() and not out.isinf().all()
@@ -352,9 +359,7 @@ def test_an_inf_output_gradient_reaches_only_the_inputs_it_weighs(
     grad = torch.randn(local_aggregation(x, a, **kw).shape,
                        dtype=dtype,
                        device=device)
-    grad[:, :, 3, 0] = float('inf')
-    grad[:, :, 4, -1] = float('-inf')
-    grad[:, :, -1, -1] = float('inf')
+    put_infs_at_row_ends(grad)
     got, = torch.autograd.grad(local_aggregation(x, a, **kw), x, grad)
     expected, = torch.autograd.grad(local_aggregation_reference(x, a, **kw),
                                     x, grad)

@@ -136,7 +136,7 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 
 @pytest.mark.skipif(not sys.platform.startswith('linux'), reason='glibc')
 def test_reused_cpu_memory_takes_no_page_faults():
-    """With reuse_freed_cpu_memory (what benchmark_op.py's timed calls run
+    """With reuse_freed_cpu_memory (what the benchmarks' timed calls run
     under), a tensor allocated where freed ones were touches no new page:
     without it glibc maps 64 MiB afresh each time, 16384 pages of 4 KiB."""
 
