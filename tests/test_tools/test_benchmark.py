@@ -293,3 +293,34 @@ def test_benchmark_bad_arguments(args, message):
 ])
 def test_op_benchmark_shapes_are_the_models(model, shapes):
     assert benchmark_op.op_shapes(model) == shapes
+
+
+@pytest.mark.parametrize('defaults', [False, True])
+def test_op_benchmark_keeps_freed_memory_after_the_peaks(
+        monkeypatch, defaults):
+    """As benchmark.py: an op case's timed calls run with freed memory kept,
+    turned on after its peak memory is measured; --malloc-defaults leaves
+    glibc's defaults; the result says which."""
+    monkeypatch.setattr(sys, 'argv', ['benchmark_op.py'] +
+                        ['--malloc-defaults'] * defaults)
+    args = benchmark_op.parse_args()
+    events = []
+
+    def peak(fn, device):
+        events.append('peak')
+        return 1.0
+
+    def timed(fn, x, w, args, before=None, kernels=False):
+        events.append(f'timed {tuple(x.shape)}')
+        return dict(forward_ms=2.0, backward_ms=3.0)
+
+    monkeypatch.setattr(benchmark_op, 'peak_memory_mib', peak)
+    monkeypatch.setattr(benchmark_op, 'directions_ms', timed)
+    monkeypatch.setattr(benchmark_op, 'reuse_freed_cpu_memory',
+                        lambda: events.append('keep freed memory') or True)
+    result = benchmark_op.run_case('compiled', (2, 16, 4), 'float32', args)
+    assert events == ['peak', 'peak'] + (
+        [] if defaults else ['keep freed memory']) + [
+            'timed (2, 16, 4, 4)', 'timed (1, 8, 1, 1)'
+        ]
+    assert result['freed_memory_reused'] is not defaults

@@ -3,7 +3,7 @@ PyTorch reference.
 
     python tools/analysis/benchmark_op.py [--device cpu|cuda] [--batch 8]
         [--model CoTNet-50] [--dtypes float32 float16 bfloat16]
-        [--previous-ext FILE.so] [--json OUT]
+        [--previous-ext FILE.so] [--malloc-defaults] [--json OUT]
 
 Shapes: the distinct calls of the op in ``--model``'s backbone on
 ``--batch`` 224 x 224 images (K=3, stride 1, padding 1, G=C/8; CoTNet-50:
@@ -13,7 +13,9 @@ shape, the forward and the backward (both gradients, from a retained graph)
 of the compiled op and of the unfold reference: median time of
 ``--repeats`` after ``--warmup``, with the caches flushed before every
 timed call (on a CPU, malloc reusing freed memory: no page faults in the
-timed calls, see mmcot.analysis.reuse_freed_cpu_memory); peak memory
+timed calls, see mmcot.analysis.reuse_freed_cpu_memory; ``--malloc-defaults``
+keeps glibc's defaults, and the JSON says which in
+``freed_memory_reused``); peak memory
 (CUDA: the allocator's peak; CPU: the growth of the peak resident set, in
 a fresh forked process).
 Against the memory floor: the bytes the op must move (forward 3.125 E
@@ -89,6 +91,11 @@ def parse_args():
         metavar='FILE',
         help='mmcot_kernels_<name>.so of build_kernel_variants.py: time '
         'those kernels too')
+    parser.add_argument(
+        '--malloc-defaults',
+        action='store_true',
+        help='on a CPU, time with glibc malloc\'s defaults (page faults on '
+        'fresh outputs) instead of keeping freed memory')
     parser.add_argument('--json', help='also write the results here')
     args = parser.parse_args()
     if args.device.startswith('cuda') and not torch.cuda.is_available():
@@ -98,6 +105,8 @@ def parse_args():
         parser.error('float16 / bfloat16 are measured on GPUs only')
     if min(args.batch, args.repeats) < 1 or args.warmup < 0:
         parser.error('--batch and --repeats must be >= 1, --warmup >= 0')
+    args.reuse_freed_memory = not (args.device.startswith('cuda')
+                                   or args.malloc_defaults)
     modules = [('previous', args.previous_ext)] if args.previous_ext else []
     modules += [(variant_name(path), path) for path in args.variant_ext]
     for impl, path in modules:
@@ -225,7 +234,8 @@ def run_case(impl, shape, dtype, args):
     input, timed as the others after a flush (what a call costs besides
     moving the data: dispatch, autograd, launches, with their code and
     state evicted as the data are) and peak memory (MiB) of the forward
-    and of forward + backward, for one implementation."""
+    and of forward + backward, for one implementation; whether malloc kept
+    freed memory for the timed calls (``freed_memory_reused``)."""
     x, w = make_inputs(*shape, dtype, args.device)
     fn = IMPLS[impl]
 
@@ -241,8 +251,9 @@ def run_case(impl, shape, dtype, args):
     result = dict(
         forward_MiB=peak_memory_mib(forward, args.device),
         forward_backward_MiB=peak_memory_mib(forward_backward, args.device))
-    if not cuda:  # after the peak resident set, which reuse would hide
-        reuse_freed_cpu_memory()
+    # after the peak resident set, which reuse would hide; glibc only
+    result['freed_memory_reused'] = bool(args.reuse_freed_memory
+                                         and reuse_freed_cpu_memory())
     flush = cache_flusher(args.device)
     result.update(
         directions_ms(fn,
@@ -273,7 +284,12 @@ def stage_results(shape, dtype, bandwidth, args) -> dict:
         for impl in IMPLS
     }
     compiled_, reference_ = results['compiled'], results['reference']
-    row = dict(dtype=dtype, C=channels, H=size, batch=batch)
+    row = dict(dtype=dtype,
+               C=channels,
+               H=size,
+               batch=batch,
+               freed_memory_reused=all(r['freed_memory_reused']
+                                       for r in results.values()))
     for direction, per_element in FLOOR_ELEMENTS.items():
         moved = per_element * elements * itemsize
         ms = compiled_[f'{direction}_ms']
@@ -370,11 +386,13 @@ def main():
         stage_results(shape, dtype, bandwidth, args)
         for dtype in args.dtypes for shape in shapes
     ]
+    reused = all(row['freed_memory_reused'] for row in rows)
     print(f'local_aggregation at {args.model}\'s shapes, {args.batch} '
           f'images, {device_name(args.device)}; median of {args.repeats} '
-          f'after {args.warmup} warm-up, caches flushed; copy bandwidth '
-          f'{bandwidth:.1f} GB/s; floor_ratio = time / (bytes to move / '
-          'copy bandwidth); vs_reference = reference time / time')
+          f'after {args.warmup} warm-up, caches flushed'
+          f'{", malloc keeping freed memory" if reused else ""}; copy '
+          f'bandwidth {bandwidth:.1f} GB/s; floor_ratio = time / (bytes to '
+          'move / copy bandwidth); vs_reference = reference time / time')
     print(table(rows))
     if any('variants' in row for row in rows):
         print('\nvariants (vs_current: variant time / current time)')
@@ -387,6 +405,7 @@ def main():
                            copy_GBps=bandwidth,
                            batch=args.batch,
                            repeats=args.repeats,
+                           freed_memory_reused=reused,
                            previous_ext=args.previous_ext,
                            variant_ext=args.variant_ext,
                            rows=rows),
