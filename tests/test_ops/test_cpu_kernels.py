@@ -1,6 +1,7 @@
 """The CPU kernels of mmcot._ext as built: parallel (OpenMP), compiled once
 per instruction set with only the AVX2 set using AVX, and every set, at any
 number of threads, giving the reference's results."""
+import itertools
 import json
 import os
 import platform
@@ -77,7 +78,9 @@ def test_only_the_avx2_kernels_use_avx():
 #: plane (one group a task) and seven groups of small planes (uneven
 #: blocks); the centred windows of 8 channels a group on the group
 #: kernels (rows narrower than a vector at 7 x 7), with two heads the
-#: backward on the segment kernels
+#: backward on the segment kernels; in channels-last memory (every case
+#: runs in both layouts), 64 channels in 8 groups on the channels-last
+#: kernels' vectors of groups, one head and two
 CASES = [
     ((2, 16, 7, 7, 1, 2), (3, 1, 1, 1)),
     ((2, 12, 6, 11, 2, 3), (5, 2, 4, 2)),
@@ -85,7 +88,10 @@ CASES = [
     ((1, 8, 40, 44, 2, 1), (3, 2, 1, 1)),
     ((3, 56, 9, 8, 2, 7), (3, 1, 1, 1)),
     ((3, 56, 8, 8, 2, 7), (3, 1, 1, 1)),
+    ((2, 64, 9, 7, 1, 8), (3, 1, 1, 1)),
+    ((2, 64, 6, 5, 2, 8), (3, 1, 1, 1)),
 ]
+LAYOUTS = ('contiguous', 'channels_last')
 
 
 def make_inputs(shape, window, dtype, seed=0):
@@ -101,6 +107,17 @@ def make_inputs(shape, window, dtype, seed=0):
             dict(kernel_size=k, stride=s, padding=p, dilation=d))
 
 
+def in_layout(x, a, layout):
+    """``x`` and ``a`` as leaves, contiguous or (``layout``) channels-last
+    values with pixel-major weights: what a channels-last model gives."""
+    if layout == 'channels_last':
+        n, heads, groups, taps, h, w = a.shape
+        x = x.detach().contiguous(memory_format=torch.channels_last)
+        a = a.detach().reshape(n, -1, h, w).contiguous(
+            memory_format=torch.channels_last).view(a.shape)
+    return x.detach().requires_grad_(), a.detach().requires_grad_()
+
+
 def outputs_and_grads(fn, x, a, kw):
     out = fn(x, a, **kw)
     grad = torch.linspace(-1, 1, out.numel(), dtype=out.dtype).view_as(out)
@@ -111,9 +128,10 @@ def max_errors(dtype) -> list:
     """Per case, the largest error of the output and both gradients against
     the reference, relative to the reference's largest magnitude."""
     errors = []
-    for shape, window in CASES:
+    for (shape, window), layout in itertools.product(CASES, LAYOUTS):
         x, a, kw = make_inputs(shape, window, dtype)
-        got = outputs_and_grads(local_aggregation, x, a, kw)
+        got = outputs_and_grads(local_aggregation, *in_layout(x, a, layout),
+                                kw)
         want = outputs_and_grads(reference, x, a, kw)
         errors.append(
             max(float((g - w).abs().max() / w.abs().max().clamp_min(1))
@@ -154,12 +172,13 @@ def test_each_kernel_set_matches_the_reference(capability):
 
 @requires_ext
 def test_any_number_of_threads_gives_the_same_bits():
-    """Tasks split the weight groups by the thread count; every sum still
-    runs in one fixed order."""
+    """Tasks split the weight groups (channels-last: the rows) by the thread
+    count; every sum still runs in one fixed order."""
     threads = torch.get_num_threads()
     try:
-        for shape, window in CASES:
+        for (shape, window), layout in itertools.product(CASES, LAYOUTS):
             x, a, kw = make_inputs(shape, window, torch.float32)
+            x, a = in_layout(x, a, layout)
             runs = []
             for count in (1, 2, 3, 5):
                 torch.set_num_threads(count)

@@ -265,14 +265,20 @@ def outside_image_taps(height, width, padding, dilation):
     return torch.tensor(taps), torch.tensor(ys), torch.tensor(xs)
 
 
-def outside_tap_case(size, padding, dilation, dtype, device):
+def outside_tap_case(size, padding, dilation, dtype, device, layout):
     """Input, weights and window of the OUTSIDE_TAP_CASES tests: one sample
     of 16 channels in 2 weight groups, one head, a 3 x 3 window of stride 1
-    with this padding and dilation (both axes) on a ``size`` image."""
+    with this padding and dilation (both axes) on a ``size`` image; in
+    channels-last memory (``layout``), 64 channels in 8 groups (the
+    channels-last kernels' vectors of groups)."""
     h, w = size
-    return make_window_case((1, 16, h, w, 1, 2),
-                            ((3, 3), (1, 1), (padding, padding),
-                             (dilation, dilation)), dtype, device)
+    c, groups = (64, 8) if layout == 'channels_last' else (16, 2)
+    x, a, kw = make_window_case((1, c, h, w, 1, groups),
+                                ((3, 3), (1, 1), (padding, padding),
+                                 (dilation, dilation)), dtype, device)
+    if layout == 'channels_last':
+        x, a = channels_last(x, a)
+    return x, a, kw
 
 
 def put_infs_at_row_ends(t):
@@ -284,6 +290,10 @@ def put_infs_at_row_ends(t):
     t[:, :, -1, -1] = float('inf')
 
 
+#: the memory layouts of the inputs: contiguous, or channels-last values
+#: with pixel-major weights (the CPU's channels-last kernels)
+LAYOUTS = ['contiguous', 'channels_last']
+
 # (size, padding, dilation): a centred window on a large plane, on a small
 # plane (twice), and a window the segment kernels take
 OUTSIDE_TAP_CASES = [((23, 24), 1, 1), ((7, 9), 1, 1), ((7, 9), 2, 2),
@@ -294,13 +304,15 @@ OUTSIDE_TAP_CASES = [((23, 24), 1, 1), ((7, 9), 1, 1), ((7, 9), 2, 2),
 @pytest.mark.parametrize('device', DEVICES)
 @pytest.mark.parametrize('dtype', [torch.float32, torch.float64])
 @pytest.mark.parametrize('size,padding,dilation', OUTSIDE_TAP_CASES)
+@pytest.mark.parametrize('layout', LAYOUTS)
 def test_taps_outside_the_image_add_nothing(device, dtype, size, padding,
-                                            dilation):
+                                            dilation, layout):
     """A weight, or an output gradient, at a tap that reads outside the
     image adds no term, even when it is inf (zero padding would make it
     NaN): the forward equals the reference with those weights zeroed, and
     the weight gradient there is 0, on every CPU kernel and on CUDA."""
-    x, a, kw = outside_tap_case(size, padding, dilation, dtype, device)
+    x, a, kw = outside_tap_case(size, padding, dilation, dtype, device,
+                                layout)
     x, a = x.detach(), a.detach()
     taps, ys, xs = outside_image_taps(*size, padding, dilation)
     finite = a.clone()
@@ -332,12 +344,14 @@ def test_taps_outside_the_image_add_nothing(device, dtype, size, padding,
 @pytest.mark.parametrize('device', DEVICES)
 @pytest.mark.parametrize('dtype', [torch.float32, torch.float64])
 @pytest.mark.parametrize('size,padding,dilation', OUTSIDE_TAP_CASES)
+@pytest.mark.parametrize('layout', LAYOUTS)
 def test_an_inf_input_reaches_only_the_windows_reading_it(
-        device, dtype, size, padding, dilation):
+        device, dtype, size, padding, dilation, layout):
     """Inf values at the first and last column of a row (where a flattened
     window would wrap into the next row) and in a corner: the outputs whose
     windows read them are +-inf, all others equal the reference's."""
-    x, a, kw = outside_tap_case(size, padding, dilation, dtype, device)
+    x, a, kw = outside_tap_case(size, padding, dilation, dtype, device,
+                                layout)
     x, a = x.detach().clone(), a.detach()
     put_infs_at_row_ends(x)
     out = local_aggregation(x, a, **kw)
@@ -350,12 +364,14 @@ def test_an_inf_input_reaches_only_the_windows_reading_it(
 @pytest.mark.parametrize('device', DEVICES)
 @pytest.mark.parametrize('dtype', [torch.float32, torch.float64])
 @pytest.mark.parametrize('size,padding,dilation', OUTSIDE_TAP_CASES)
+@pytest.mark.parametrize('layout', LAYOUTS)
 def test_an_inf_output_gradient_reaches_only_the_inputs_it_weighs(
-        device, dtype, size, padding, dilation):
+        device, dtype, size, padding, dilation, layout):
     """Inf output gradients at the first and last column of a row and in a
     corner: the input gradients they reach are inf or NaN, all others
     equal the reference's."""
-    x, a, kw = outside_tap_case(size, padding, dilation, dtype, device)
+    x, a, kw = outside_tap_case(size, padding, dilation, dtype, device,
+                                layout)
     grad = torch.randn(local_aggregation(x, a, **kw).shape,
                        dtype=dtype,
                        device=device)
@@ -395,19 +411,21 @@ CHANNELS_LAST_SHAPES = [(2, 64, 5, 6, 2, 8), (1, 96, 4, 5, 1, 12),
 @pytest.mark.parametrize('shape', CHANNELS_LAST_SHAPES)
 @pytest.mark.parametrize('window', WINDOW_PLANS)
 def test_channels_last_matches_reference(dtype, tol, shape, window):
-    """Channels-last values and pixel-major weights (the CPU kernel of that
+    """Channels-last values and pixel-major weights (the CPU kernels of that
     layout): the forward and both gradients equal the reference's, the
-    output and the input gradient are channels-last as the input is."""
+    output and the input gradient are channels-last as the input is, the
+    weight gradient pixel-major as the weights are."""
     x, a, kw = make_window_case(shape, window, dtype, 'cpu')
     xc, ac = channels_last(x, a)
     out = local_aggregation(xc, ac, **kw)
-    gx, _ = assert_matches_reference(out, (xc, ac),
-                                     local_aggregation_reference(x, a, **kw),
-                                     (x, a), tol)
+    gx, ga = assert_matches_reference(out, (xc, ac),
+                                      local_aggregation_reference(x, a, **kw),
+                                      (x, a), tol)
     channels_last_results = (out, gx) if min(out.shape[2:]) > 1 else (gx, )
     for result in channels_last_results:
         assert result.is_contiguous(memory_format=torch.channels_last)
         assert not result.is_contiguous()
+    assert ga.permute(0, 4, 5, 1, 2, 3).is_contiguous()  # pixel-major
 
 
 @requires_ext

@@ -46,14 +46,6 @@ LocalAggregationShape make_shape(const at::Tensor& input,
   return s;
 }
 
-// The weight (N, heads, G, K*K, H', W') with the memory of a channels-last
-// (N, heads*G*K*K, H', W') tensor: all weights of one pixel together.
-at::Tensor pixel_major(const at::Tensor& weight) {
-  return weight.permute({0, 4, 5, 1, 2, 3})
-      .contiguous()
-      .permute({0, 3, 4, 5, 1, 2});
-}
-
 }  // namespace
 
 at::Tensor local_aggregation_forward(const at::Tensor& input,
@@ -155,23 +147,45 @@ std::vector<at::Tensor> local_aggregation_backward(
                   grad_output.size(2) == shape.out_height &&
                   grad_output.size(3) == shape.out_width,
               "grad_output has the wrong shape");
-  at::Tensor grad_input = need_input_grad
-                              ? at::empty(input.sizes(), input.options())
-                              : at::Tensor();
-  at::Tensor grad_weight = need_weight_grad
-                               ? at::empty(weight.sizes(), weight.options())
-                               : at::Tensor();
+  const at::MemoryFormat format = result_memory_format(input);
+  // channels-last kernels where the device has them, else the contiguous
+  // ones, grad_input then brought to the input's format
+  const bool channels_last_kernels =
+      format == at::MemoryFormat::ChannelsLast &&
+      DeviceImpls<LocalAggregationBackwardChannelsLastOp>::get().find(
+          input.device().type()) != nullptr;
+  at::Tensor grad_input =
+      need_input_grad
+          ? at::empty(input.sizes(),
+                      input.options().memory_format(
+                          channels_last_kernels
+                              ? format
+                              : at::MemoryFormat::Contiguous))
+          : at::Tensor();
+  at::Tensor grad_weight =
+      !need_weight_grad        ? at::Tensor()
+      : channels_last_kernels ? empty_pixel_major(weight.sym_sizes(),
+                                                  weight.options())
+                              : at::empty(weight.sizes(), weight.options());
   if ((need_input_grad || need_weight_grad) && input.numel() > 0 &&
       weight.numel() > 0) {
-    dispatch_device_impl<LocalAggregationBackwardOp>(
-        input, grad_output.contiguous(), input.contiguous(),
-        weight.contiguous(), grad_input, grad_weight, shape);
+    if (channels_last_kernels) {
+      dispatch_device_impl<LocalAggregationBackwardChannelsLastOp>(
+          input, grad_output.contiguous(format), input.contiguous(format),
+          pixel_major(weight), grad_input, grad_weight, shape);
+    } else {
+      dispatch_device_impl<LocalAggregationBackwardOp>(
+          input, grad_output.contiguous(), input.contiguous(),
+          weight.contiguous(), grad_input, grad_weight, shape);
+    }
   } else {
     if (grad_input.defined()) grad_input.zero_();
     if (grad_weight.defined()) grad_weight.zero_();
   }
-  if (grad_input.defined()) {
-    grad_input = grad_input.contiguous(result_memory_format(input));
+  if (grad_input.defined()) grad_input = grad_input.contiguous(format);
+  if (grad_weight.defined()) {
+    grad_weight = is_pixel_major(weight) ? pixel_major(grad_weight)
+                                         : grad_weight.contiguous();
   }
   return {grad_input, grad_weight};
 }

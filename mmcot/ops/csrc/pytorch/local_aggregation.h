@@ -49,6 +49,16 @@ struct LocalAggregationBackwardOp {
   static constexpr const char* name = "local_aggregation_backward";
 };
 
+// The same on channels-last tensors: grad_output, input and grad_input in
+// channels-last memory, weight pixel-major (as
+// LocalAggregationForwardChannelsLastOp's), grad_weight contiguous.
+// Devices without it run the contiguous kernels.
+struct LocalAggregationBackwardChannelsLastOp {
+  using Fn = LocalAggregationBackwardOp::Fn;
+  static constexpr const char* name =
+      "local_aggregation_backward_channels_last";
+};
+
 // The memory format of the results for this input: channels-last where its
 // memory is (a size-1 batch may have any stride), else what PyTorch
 // suggests for its strides.
@@ -60,11 +70,37 @@ inline at::MemoryFormat result_memory_format(const at::Tensor& input) {
   return input.suggest_memory_format();
 }
 
+// The weight (N, heads, G, K*K, H', W') with the memory of a channels-last
+// (N, heads*G*K*K, H', W') tensor: all weights of one pixel together (a
+// copy unless it lies so).
+inline at::Tensor pixel_major(const at::Tensor& weight) {
+  return weight.permute({0, 4, 5, 1, 2, 3})
+      .contiguous()
+      .permute({0, 3, 4, 5, 1, 2});
+}
+
+// Whether a weight lies pixel-major and not contiguous (a view of a
+// channels-last embedding, as a CoT layer's).
+inline bool is_pixel_major(const at::Tensor& weight) {
+  return !weight.is_contiguous() &&
+         weight.permute({0, 4, 5, 1, 2, 3}).is_contiguous();
+}
+
+// An uninitialised pixel-major tensor of the weight's sizes.
+inline at::Tensor empty_pixel_major(c10::SymIntArrayRef sizes,
+                                    const at::TensorOptions& options) {
+  return at::empty_symint({sizes[0], sizes[4], sizes[5], sizes[1], sizes[2],
+                           sizes[3]},
+                          options)
+      .permute({0, 3, 4, 5, 1, 2});
+}
+
 // The C++ entry points (local_aggregation.cpp): checks, device dispatch;
 // the operators of pybind.cpp call them. Tensors of any strides: the
 // forward returns a channels-last output for a channels-last input (as
 // convolutions do), and the backward returns grad_input in the input's
-// memory format and a contiguous grad_weight.
+// memory format and grad_weight in the weight's layout (pixel-major where
+// the weight is, else contiguous).
 at::Tensor local_aggregation_forward(const at::Tensor& input,
                                      const at::Tensor& weight,
                                      std::vector<int64_t> kernel_size,

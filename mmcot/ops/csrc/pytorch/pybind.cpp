@@ -70,10 +70,14 @@ std::tuple<at::Tensor, at::Tensor> backward_meta(
     Window, Window, Window, Window, bool need_input, bool need_weight) {
   const auto input_options =
       input.options().memory_format(result_memory_format(input));
+  at::Tensor grad_weight =
+      !need_weight ? weight.new_empty({0})
+      : is_pixel_major(weight)
+          ? empty_pixel_major(weight.sym_sizes(), weight.options())
+          : at::empty_symint(weight.sym_sizes(), weight.options());
   return {need_input ? at::empty_symint(input.sym_sizes(), input_options)
                      : input.new_empty({0}),
-          need_weight ? at::empty_symint(weight.sym_sizes(), weight.options())
-                      : weight.new_empty({0})};
+          grad_weight};
 }
 
 at::Tensor call_forward(const at::Tensor& input, const at::Tensor& weight,

@@ -38,6 +38,7 @@ struct Kernels {
       forward_group_normed_channels_last;
   decltype(&base::forward_channels_last<T>) forward_channels_last;
   decltype(&base::backward<T>) backward;
+  decltype(&base::backward_channels_last<T>) backward_channels_last;
 };
 
 template <typename T>
@@ -47,11 +48,13 @@ const Kernels<T>& kernels() {
     if (chosen_isa() == KernelIsa::kAvx2)
       return Kernels<T>{&avx2::forward<T>, &avx2::forward_group_normed<T>,
                         &avx2::forward_group_normed_channels_last<T>,
-                        &avx2::forward_channels_last<T>, &avx2::backward<T>};
+                        &avx2::forward_channels_last<T>, &avx2::backward<T>,
+                        &avx2::backward_channels_last<T>};
 #endif
     return Kernels<T>{&base::forward<T>, &base::forward_group_normed<T>,
                       &base::forward_group_normed_channels_last<T>,
-                      &base::forward_channels_last<T>, &base::backward<T>};
+                      &base::forward_channels_last<T>, &base::backward<T>,
+                      &base::backward_channels_last<T>};
   }();
   return chosen;
 }
@@ -133,6 +136,29 @@ void local_aggregation_backward_cpu(const at::Tensor& grad_output,
       });
 }
 
+// grad_output, input and grad_input channels-last, weight pixel-major,
+// grad_weight contiguous (the layouts of local_aggregation_cpu.h's
+// backward_channels_last).
+void local_aggregation_backward_channels_last_cpu(
+    const at::Tensor& grad_output, const at::Tensor& input,
+    const at::Tensor& weight, at::Tensor& grad_input, at::Tensor& grad_weight,
+    const LocalAggregationShape& shape) {
+  AT_DISPATCH_FLOATING_TYPES(
+      input.scalar_type(), "local_aggregation_backward_channels_last_cpu",
+      [&] {
+        scalar_t* gin = grad_input.defined()
+                            ? grad_input.mutable_data_ptr<scalar_t>()
+                            : nullptr;
+        scalar_t* gw = grad_weight.defined()
+                           ? grad_weight.mutable_data_ptr<scalar_t>()
+                           : nullptr;
+        kernels<scalar_t>().backward_channels_last(
+            shape, grad_output.const_data_ptr<scalar_t>(),
+            input.const_data_ptr<scalar_t>(),
+            weight.const_data_ptr<scalar_t>(), gin, gw);
+      });
+}
+
 }  // namespace
 }  // namespace cpu
 
@@ -144,5 +170,7 @@ MMCOT_REGISTER_DEVICE_IMPL(LocalAggregationForwardChannelsLastOp, CPU,
                            cpu::local_aggregation_forward_channels_last_cpu);
 MMCOT_REGISTER_DEVICE_IMPL(LocalAggregationBackwardOp, CPU,
                            cpu::local_aggregation_backward_cpu);
+MMCOT_REGISTER_DEVICE_IMPL(LocalAggregationBackwardChannelsLastOp, CPU,
+                           cpu::local_aggregation_backward_channels_last_cpu);
 
 }  // namespace mmcot

@@ -27,8 +27,10 @@ struct GroupNormAffine {
 // CPU) and avx2 (AVX2 and FMA; an AVX-512 set measured no faster). Pointers
 // to contiguous tensors of the shapes of LocalAggregationShape (for
 // forward_channels_last, its channels-last layouts: input (N, H, W, C),
-// weight (N, H', W', heads, G, K*K), output (N, H', W', heads*C));
-// grad_input or grad_weight null when not required; forward_group_normed
+// weight (N, H', W', heads, G, K*K), output (N, H', W', heads*C);
+// for backward_channels_last, grad_output and grad_input channels-last,
+// the weight pixel-major and grad_weight contiguous); grad_input or
+// grad_weight null when not required; forward_group_normed
 // (and forward_group_normed_channels_last, on channels-last layouts) is
 // forward on the weights normalised by GroupNorm (each weight group of each
 // head one normalisation group) and its affine. Instantiated for float and
@@ -53,6 +55,11 @@ struct GroupNormAffine {
   void backward(const LocalAggregationShape& s, const T* grad_output,     \
                 const T* input, const T* weight, T* grad_input,            \
                 T* grad_weight);                                           \
+  template <typename T>                                                    \
+  void backward_channels_last(const LocalAggregationShape& s,             \
+                              const T* grad_output, const T* input,        \
+                              const T* weight, T* grad_input,              \
+                              T* grad_weight);                             \
   }
 
 MMCOT_DECLARE_CPU_KERNELS(base)

@@ -34,9 +34,10 @@
 // a tile only near the plane's first and last rows (aggregate_centred,
 // backward_centred_task).
 //
-// The channels-last forward (forward_channels_last, what a channels-last
-// model runs) has one task per output row instead, each pixel's channels
-// contiguous: no copy of the values or the weights into planes and back.
+// The channels-last forward and backward (forward_channels_last,
+// backward_channels_last: what a channels-last model runs) have one task
+// per row instead, each pixel's channels contiguous: no copy of the
+// values, the weights or the gradients into planes and back.
 #include <ATen/Parallel.h>
 
 #include <algorithm>
@@ -1142,48 +1143,79 @@ struct PixelAffineArrays {
   }
 };
 
+// columns[t][l] = rows[l][t] for an 8 x 8 float matrix in 8 vectors:
+// three rounds of two-vector shuffles in registers.
+template <typename V>
+inline void transpose_8x8(const V* rows, V* columns) {
+  using Index = typename Vector<float>::mask;
+  V a[8], b[8];
+  const Index low{0, 8, 1, 9, 4, 12, 5, 13}, high{2, 10, 3, 11, 6, 14, 7, 15};
+  const Index even{0, 1, 8, 9, 4, 5, 12, 13};
+  const Index odd{2, 3, 10, 11, 6, 7, 14, 15};
+  const Index first{0, 1, 2, 3, 8, 9, 10, 11};
+  const Index second{4, 5, 6, 7, 12, 13, 14, 15};
+#pragma GCC unroll 4
+  for (int64_t p = 0; p < 8; p += 2) {  // a[p]: columns 0, 1, 4, 5
+    a[p] = __builtin_shuffle(rows[p], rows[p + 1], low);
+    a[p + 1] = __builtin_shuffle(rows[p], rows[p + 1], high);
+  }
+#pragma GCC unroll 2
+  for (int64_t q = 0; q < 8; q += 4) {  // b[q + k]: columns k, k + 4
+#pragma GCC unroll 2
+    for (int64_t k = 0; k < 2; ++k) {
+      b[q + 2 * k] = __builtin_shuffle(a[q + k], a[q + k + 2], even);
+      b[q + 2 * k + 1] = __builtin_shuffle(a[q + k], a[q + k + 2], odd);
+    }
+  }
+#pragma GCC unroll 4
+  for (int64_t t = 0; t < 4; ++t) {
+    columns[t] = __builtin_shuffle(b[t], b[t + 4], first);
+    columns[t + 4] = __builtin_shuffle(b[t], b[t + 4], second);
+  }
+}
+
 // columns[t][l] = w[l * 9 + t] for the 9 taps t and the kLanes groups l of
 // a block: its weights tap-major, as vectors. For float, the first 8 taps
-// by an 8 x 8 transpose in registers (three rounds of two-vector
-// shuffles), the last one element by element.
+// by transpose_8x8, the last one element by element.
 template <typename T>
 inline void tap_major_block(const T* __restrict__ w,
                             typename Vector<T>::type* columns) {
   using V = typename Vector<T>::type;
-  using Index = typename Vector<T>::mask;
   constexpr int64_t kTaps = CentredWindow::kTaps;
   if constexpr (kLanes<T> == 8) {
-    V rows[8], a[8], b[8];
+    V rows[8];
 #pragma GCC unroll 8
     for (int64_t l = 0; l < 8; ++l) rows[l] = load_vector<V>(w + l * kTaps);
-    const Index low{0, 8, 1, 9, 4, 12, 5, 13}, high{2, 10, 3, 11, 6, 14, 7, 15};
-    const Index even{0, 1, 8, 9, 4, 5, 12, 13};
-    const Index odd{2, 3, 10, 11, 6, 7, 14, 15};
-    const Index first{0, 1, 2, 3, 8, 9, 10, 11};
-    const Index second{4, 5, 6, 7, 12, 13, 14, 15};
-#pragma GCC unroll 4
-    for (int64_t p = 0; p < 8; p += 2) {  // a[p]: taps 0, 1, 4, 5
-      a[p] = __builtin_shuffle(rows[p], rows[p + 1], low);
-      a[p + 1] = __builtin_shuffle(rows[p], rows[p + 1], high);
-    }
-#pragma GCC unroll 2
-    for (int64_t q = 0; q < 8; q += 4) {  // b[q + k]: taps k, k + 4
-#pragma GCC unroll 2
-      for (int64_t k = 0; k < 2; ++k) {
-        b[q + 2 * k] = __builtin_shuffle(a[q + k], a[q + k + 2], even);
-        b[q + 2 * k + 1] = __builtin_shuffle(a[q + k], a[q + k + 2], odd);
-      }
-    }
-#pragma GCC unroll 4
-    for (int64_t t = 0; t < 4; ++t) {
-      columns[t] = __builtin_shuffle(b[t], b[t + 4], first);
-      columns[t + 4] = __builtin_shuffle(b[t], b[t + 4], second);
-    }
+    transpose_8x8(rows, columns);
     for (int64_t l = 0; l < 8; ++l) columns[8][l] = w[l * kTaps + 8];
   } else {
     for (int64_t t = 0; t < kTaps; ++t) {
       for (int64_t l = 0; l < kLanes<T>; ++l) {
         columns[t][l] = w[l * kTaps + t];
+      }
+    }
+  }
+}
+
+// w[l * 9 + t] = columns[t][l]: the inverse of tap_major_block, a block's
+// 9 tap vectors written pixel-major.
+template <typename T>
+inline void store_pixel_major_block(const typename Vector<T>::type* columns,
+                                    T* __restrict__ w) {
+  using V = typename Vector<T>::type;
+  constexpr int64_t kTaps = CentredWindow::kTaps;
+  if constexpr (kLanes<T> == 8) {
+    V rows[8];
+    transpose_8x8(columns, rows);
+#pragma GCC unroll 8
+    for (int64_t l = 0; l < 8; ++l) {
+      std::memcpy(w + l * kTaps, &rows[l], sizeof(V));
+      w[l * kTaps + 8] = columns[8][l];
+    }
+  } else {
+    for (int64_t t = 0; t < kTaps; ++t) {
+      for (int64_t l = 0; l < kLanes<T>; ++l) {
+        w[l * kTaps + t] = columns[t][l];
       }
     }
   }
@@ -1487,6 +1519,273 @@ void pixel_affine(const LocalAggregationShape& s, const T* weight,
   }
 }
 
+// The channels-last backward (backward_channels_last) reads grad_output
+// (N, H', W', heads*C), the input (N, H, W, C) and the weights pixel-major
+// (N, H', W', heads, G, K*K) where they lie and writes grad_input
+// (N, H, W, C) and grad_weight pixel-major, parallel over rows, each
+// element summed in a register over all its terms and written once: the
+// weight gradient by output row, the input gradient by input row (a
+// gather: each input pixel sums the terms of the output pixels whose
+// window reads it, from their weights transposed tap-major by
+// TapMajorRows, so that kLanes consecutive groups, those of kLanes
+// consecutive channels, are one vector), in one pass where the output is
+// as tall as the input. Taps outside the image add no term, as in the
+// other kernels.
+
+// weight_gradient_channels_last_rows for one output pixel (n, y, x) and
+// head of a 3 x 3 window with 8 channels a group and G a multiple of
+// kLanes: per block of kLanes groups, the 9 taps' sums as vectors, each
+// grad_output vector loaded once for the 9, those of taps outside the
+// image read from `zeros` (C of them) and then zeroed, written pixel-major
+// at once (store_pixel_major_block).
+template <typename T>
+void weight_gradient_centred_pixel(const LocalAggregationShape& s,
+                                   const T* __restrict__ go,
+                                   const T* __restrict__ input,
+                                   const T* __restrict__ zeros, int64_t n,
+                                   int64_t y, int64_t x, T* __restrict__ gw) {
+  using V = typename Vector<T>::type;
+  constexpr int64_t kTaps = CentredWindow::kTaps;
+  const int64_t groups = s.groups;
+  const T* values[kTaps];
+  bool inside[kTaps];
+  for (int64_t t = 0; t < kTaps; ++t) {
+    const int64_t y_in = y * s.stride_h - s.pad_h + t / 3 * s.dilation_h;
+    const int64_t x_in = x * s.stride_w - s.pad_w + t % 3 * s.dilation_w;
+    inside[t] = y_in >= 0 && y_in < s.height && x_in >= 0 && x_in < s.width;
+    values[t] = inside[t] ? input + ((n * s.height + y_in) * s.width + x_in) *
+                                        s.channels
+                          : zeros;
+  }
+  for (int64_t g = 0; g < groups; g += kLanes<T>) {
+    V sums[kTaps] = {};
+#pragma GCC unroll 8
+    for (int64_t k = 0; k < kChannelsPerGroup; ++k) {
+      const int64_t c = k * groups + g;
+      const V grad = load_vector<V>(go + c);
+#pragma GCC unroll 9
+      for (int64_t t = 0; t < kTaps; ++t) {
+        sums[t] += grad * load_vector<V>(values[t] + c);
+      }
+    }
+    for (int64_t t = 0; t < kTaps; ++t) {
+      if (!inside[t]) sums[t] = V{};
+    }
+    store_pixel_major_block(sums, gw + g * kTaps);
+  }
+}
+
+// grad_weight[n, y, x, head, g, t] = sum over the channels c = j*G + g, in
+// increasing order, of grad_output[n, y, x, head*C + c] * input[n, y_t,
+// x_t, c], (y_t, x_t) the input pixel tap t of (y, x) reads (0 where it
+// lies outside), for the output rows [row_begin, row_end) of N*H'.
+template <typename T>
+void weight_gradient_channels_last_rows(const LocalAggregationShape& s,
+                                        const T* grad_output, const T* input,
+                                        T* grad_weight, int64_t row_begin,
+                                        int64_t row_end) {
+  using V = typename Vector<T>::type;
+  const int64_t groups = s.groups, channels = s.channels, taps = s.taps();
+  const int64_t block_end = groups - groups % kLanes<T>;
+  // 3 x 3 taps, 8 channels a group, groups in whole vectors (a CoT layer's)
+  const bool centred = s.kernel_h == CentredWindow::kKernel &&
+                       s.kernel_w == CentredWindow::kKernel &&
+                       channels == kChannelsPerGroup * groups &&
+                       block_end == groups;
+  const std::vector<T> zeros(centred ? channels : 0);
+  for (int64_t row = row_begin; row < row_end; ++row) {
+    const int64_t n = row / s.out_height, y = row % s.out_height;
+    for (int64_t x = 0; x < s.out_width; ++x) {
+      for (int64_t head = 0; head < s.heads; ++head) {
+        const int64_t at = (row * s.out_width + x) * s.heads + head;
+        const T* go = grad_output + at * channels;
+        T* gw = grad_weight + at * groups * taps;  // (g, t) at g * taps + t
+        if (centred) {
+          weight_gradient_centred_pixel(s, go, input, zeros.data(), n, y, x,
+                                        gw);
+          continue;
+        }
+        for (int64_t i = 0; i < s.kernel_h; ++i) {
+          const int64_t y_in = y * s.stride_h - s.pad_h + i * s.dilation_h;
+          for (int64_t j = 0; j < s.kernel_w; ++j) {
+            const int64_t x_in = x * s.stride_w - s.pad_w + j * s.dilation_w;
+            T* out = gw + i * s.kernel_w + j;
+            if (y_in < 0 || y_in >= s.height || x_in < 0 || x_in >= s.width) {
+              for (int64_t g = 0; g < groups; ++g) out[g * taps] = 0;
+              continue;
+            }
+            const T* v =
+                input + ((n * s.height + y_in) * s.width + x_in) * channels;
+            for (int64_t g = 0; g < block_end; g += kLanes<T>) {
+              V sum{};
+              for (int64_t c = g; c < channels; c += groups) {
+                sum += load_vector<V>(go + c) * load_vector<V>(v + c);
+              }
+              for (int64_t l = 0; l < kLanes<T>; ++l) {
+                out[(g + l) * taps] = sum[l];
+              }
+            }
+            for (int64_t g = block_end; g < groups; ++g) {
+              T sum = 0;
+              for (int64_t c = g; c < channels; c += groups) {
+                sum += go[c] * v[c];
+              }
+              out[g * taps] = sum;
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+// The weights of output rows transposed tap-major, (W', heads, K*K, G) a
+// row, for the input gradient of a task's consecutive input rows: a ring of
+// as many rows as one input row's window reaches, plus one, each row
+// transposed when first asked for.
+template <typename T>
+class TapMajorRows {
+ public:
+  TapMajorRows(const LocalAggregationShape& s, const T* weight)
+      : s_(s),
+        weight_(weight),
+        row_size_(s.out_width * s.heads * s.groups * s.taps()),
+        slots_((s.kernel_h - 1) * s.dilation_h / s.stride_h + 2),
+        rows_(slots_, -1),
+        buffer_(slots_ * row_size_) {}
+
+  // Output row `row` of N*H', transposed.
+  const T* row(int64_t row) {
+    const int64_t slot = row % slots_;
+    T* to = buffer_.data() + slot * row_size_;
+    if (rows_[slot] != row) {
+      transpose(weight_ + row * row_size_, to);
+      rows_[slot] = row;
+    }
+    return to;
+  }
+
+ private:
+  void transpose(const T* from, T* to) const {
+    using V = typename Vector<T>::type;
+    const int64_t groups = s_.groups, taps = s_.taps();
+    const int64_t blocks = s_.out_width * s_.heads;  // of G * K*K weights
+    if (taps == CentredWindow::kTaps && groups % kLanes<T> == 0) {
+      V columns[CentredWindow::kTaps];
+      for (int64_t b = 0; b < blocks; ++b) {
+        for (int64_t g = 0; g < groups; g += kLanes<T>) {
+          tap_major_block(from + (b * groups + g) * taps, columns);
+          for (int64_t t = 0; t < taps; ++t) {
+            std::memcpy(to + (b * taps + t) * groups + g, &columns[t],
+                        sizeof(V));
+          }
+        }
+      }
+      return;
+    }
+    for (int64_t b = 0; b < blocks; ++b) {
+      for (int64_t g = 0; g < groups; ++g) {
+        for (int64_t t = 0; t < taps; ++t) {
+          to[(b * taps + t) * groups + g] = from[(b * groups + g) * taps + t];
+        }
+      }
+    }
+  }
+
+  const LocalAggregationShape& s_;
+  const T* weight_;
+  const int64_t row_size_, slots_;
+  std::vector<int64_t> rows_;
+  std::vector<T> buffer_;
+};
+
+// grad_input[n, y, x, c] = sum over the heads and the taps t of the output
+// pixels (y', x') whose tap t reads (y, x) of weight[n, y', x', head, c %
+// G, t] * grad_output[n, y', x', head*C + c], heads then taps in order, for
+// the input rows [row_begin, row_end) of N*H, the weights from `columns`.
+template <typename T>
+void input_gradient_channels_last_rows(const LocalAggregationShape& s,
+                                       const T* grad_output,
+                                       TapMajorRows<T>* columns,
+                                       T* grad_input, int64_t row_begin,
+                                       int64_t row_end) {
+  using V = typename Vector<T>::type;
+  const int64_t groups = s.groups, channels = s.channels, taps = s.taps();
+  const int64_t block_end = groups - groups % kLanes<T>;
+  const int64_t head_weights = taps * groups;  // of a pixel, tap-major
+  // one head, 8 channels a group, groups in whole vectors (a CoT layer's)
+  const bool grouped = s.heads == 1 && channels == kChannelsPerGroup * groups &&
+                       block_end == groups;
+  // the output pixels reading an input pixel and their taps' weights
+  std::vector<const T*> grads(taps), weights(taps);
+  // per window row i of an input row: the output row reading it (its
+  // weights, tap-major), or none
+  std::vector<int64_t> out_rows(s.kernel_h);
+  std::vector<const T*> out_columns(s.kernel_h);
+  for (int64_t row = row_begin; row < row_end; ++row) {
+    const int64_t n = row / s.height, y_in = row % s.height;
+    for (int64_t i = 0; i < s.kernel_h; ++i) {
+      const int64_t dy = y_in + s.pad_h - i * s.dilation_h;
+      const int64_t y = dy / s.stride_h;
+      const bool reads = dy >= 0 && dy % s.stride_h == 0 && y < s.out_height;
+      out_rows[i] = reads ? y : -1;
+      out_columns[i] = reads ? columns->row(n * s.out_height + y) : nullptr;
+    }
+    for (int64_t x_in = 0; x_in < s.width; ++x_in) {
+      int64_t terms = 0;
+      for (int64_t i = 0; i < s.kernel_h; ++i) {
+        const int64_t y = out_rows[i];
+        if (y < 0) continue;
+        const T* out_row = out_columns[i];
+        for (int64_t j = 0; j < s.kernel_w; ++j) {
+          const int64_t dx = x_in + s.pad_w - j * s.dilation_w;
+          if (dx < 0 || (s.stride_w > 1 && dx % s.stride_w)) continue;
+          const int64_t x = s.stride_w > 1 ? dx / s.stride_w : dx;
+          if (x >= s.out_width) continue;
+          const int64_t pixel = (n * s.out_height + y) * s.out_width + x;
+          grads[terms] = grad_output + pixel * s.heads * channels;
+          weights[terms++] = out_row + x * s.heads * head_weights +
+                             (i * s.kernel_w + j) * groups;
+        }
+      }
+      T* gi = grad_input + (row * s.width + x_in) * channels;
+      if (grouped) {  // per block of kLanes groups, as the forward
+        for (int64_t g = 0; g < groups; g += kLanes<T>) {
+          aggregate_group_block(gi + g, grads.data(), weights.data(), terms,
+                                groups);
+          for (int64_t k = 0; k < terms; ++k) {
+            grads[k] += kLanes<T>;
+            weights[k] += kLanes<T>;
+          }
+        }
+        continue;
+      }
+      for (int64_t c0 = 0; c0 < channels; c0 += groups) {
+        for (int64_t g = 0; g < block_end; g += kLanes<T>) {
+          V sum{};
+          for (int64_t head = 0; head < s.heads; ++head) {
+            for (int64_t k = 0; k < terms; ++k) {
+              sum += load_vector<V>(weights[k] + head * head_weights + g) *
+                     load_vector<V>(grads[k] + head * channels + c0 + g);
+            }
+          }
+          std::memcpy(gi + c0 + g, &sum, sizeof(V));
+        }
+        for (int64_t g = block_end; g < groups; ++g) {
+          T sum = 0;
+          for (int64_t head = 0; head < s.heads; ++head) {
+            for (int64_t k = 0; k < terms; ++k) {
+              sum += weights[k][head * head_weights + g] *
+                     grads[k][head * channels + c0 + g];
+            }
+          }
+          gi[c0 + g] = sum;
+        }
+      }
+    }
+  }
+}
+
 // The forward over every block, weights_of(block, &scratch) giving the
 // block's weights (scratch: a buffer the task owns).
 template <typename T, typename WeightsOf>
@@ -1574,6 +1873,45 @@ void backward(const LocalAggregationShape& s, const T* grad_output,
   });
 }
 
+template <typename T>
+void backward_channels_last(const LocalAggregationShape& s,
+                            const T* grad_output, const T* input,
+                            const T* weight, T* grad_input, T* grad_weight) {
+  if (grad_weight != nullptr && grad_input != nullptr &&
+      s.out_height == s.height) {
+    // one pass: output row r's weight gradient, then input row r's, whose
+    // window reads output rows around r, still in cache
+    at::parallel_for(0, s.batch * s.height, 1,
+                     [&](int64_t begin, int64_t end) {
+                       TapMajorRows<T> columns(s, weight);
+                       for (int64_t row = begin; row < end; ++row) {
+                         weight_gradient_channels_last_rows(
+                             s, grad_output, input, grad_weight, row,
+                             row + 1);
+                         input_gradient_channels_last_rows(
+                             s, grad_output, &columns, grad_input, row,
+                             row + 1);
+                       }
+                     });
+    return;
+  }
+  if (grad_weight != nullptr) {
+    at::parallel_for(0, s.batch * s.out_height, 1,
+                     [&](int64_t begin, int64_t end) {
+                       weight_gradient_channels_last_rows(
+                           s, grad_output, input, grad_weight, begin, end);
+                     });
+  }
+  if (grad_input != nullptr) {
+    at::parallel_for(0, s.batch * s.height, 1,
+                     [&](int64_t begin, int64_t end) {
+                       TapMajorRows<T> columns(s, weight);
+                       input_gradient_channels_last_rows(
+                           s, grad_output, &columns, grad_input, begin, end);
+                     });
+  }
+}
+
 template void forward(const LocalAggregationShape&, const float*,
                       const float*, float*);
 template void forward(const LocalAggregationShape&, const double*,
@@ -1598,6 +1936,12 @@ template void backward(const LocalAggregationShape&, const float*,
                        const float*, const float*, float*, float*);
 template void backward(const LocalAggregationShape&, const double*,
                        const double*, const double*, double*, double*);
+template void backward_channels_last(const LocalAggregationShape&,
+                                     const float*, const float*,
+                                     const float*, float*, float*);
+template void backward_channels_last(const LocalAggregationShape&,
+                                     const double*, const double*,
+                                     const double*, double*, double*);
 
 }  // namespace MMCOT_CPU_ISA
 }  // namespace cpu
