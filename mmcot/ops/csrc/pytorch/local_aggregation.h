@@ -50,9 +50,9 @@ struct LocalAggregationBackwardOp {
 };
 
 // The same on channels-last tensors: grad_output, input and grad_input in
-// channels-last memory, weight pixel-major (as
-// LocalAggregationForwardChannelsLastOp's), grad_weight contiguous.
-// Devices without it run the contiguous kernels.
+// channels-last memory, weight and grad_weight pixel-major (as
+// LocalAggregationForwardChannelsLastOp's weight). Devices without it run
+// the contiguous kernels.
 struct LocalAggregationBackwardChannelsLastOp {
   using Fn = LocalAggregationBackwardOp::Fn;
   static constexpr const char* name =

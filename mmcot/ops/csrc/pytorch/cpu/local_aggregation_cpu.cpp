@@ -115,6 +115,11 @@ void local_aggregation_forward_channels_last_cpu(
       });
 }
 
+// The backward on contiguous tensors or, with kChannelsLast, on the
+// layouts of local_aggregation_cpu.h's backward_channels_last
+// (grad_output, input and grad_input channels-last, weight and grad_weight
+// pixel-major).
+template <bool kChannelsLast>
 void local_aggregation_backward_cpu(const at::Tensor& grad_output,
                                     const at::Tensor& input,
                                     const at::Tensor& weight,
@@ -129,31 +134,10 @@ void local_aggregation_backward_cpu(const at::Tensor& grad_output,
         scalar_t* gw = grad_weight.defined()
                            ? grad_weight.mutable_data_ptr<scalar_t>()
                            : nullptr;
-        kernels<scalar_t>().backward(
-            shape, grad_output.const_data_ptr<scalar_t>(),
-            input.const_data_ptr<scalar_t>(),
-            weight.const_data_ptr<scalar_t>(), gin, gw);
-      });
-}
-
-// grad_output, input and grad_input channels-last, weight pixel-major,
-// grad_weight contiguous (the layouts of local_aggregation_cpu.h's
-// backward_channels_last).
-void local_aggregation_backward_channels_last_cpu(
-    const at::Tensor& grad_output, const at::Tensor& input,
-    const at::Tensor& weight, at::Tensor& grad_input, at::Tensor& grad_weight,
-    const LocalAggregationShape& shape) {
-  AT_DISPATCH_FLOATING_TYPES(
-      input.scalar_type(), "local_aggregation_backward_channels_last_cpu",
-      [&] {
-        scalar_t* gin = grad_input.defined()
-                            ? grad_input.mutable_data_ptr<scalar_t>()
-                            : nullptr;
-        scalar_t* gw = grad_weight.defined()
-                           ? grad_weight.mutable_data_ptr<scalar_t>()
-                           : nullptr;
-        kernels<scalar_t>().backward_channels_last(
-            shape, grad_output.const_data_ptr<scalar_t>(),
+        const auto& run = kChannelsLast
+                              ? kernels<scalar_t>().backward_channels_last
+                              : kernels<scalar_t>().backward;
+        run(shape, grad_output.const_data_ptr<scalar_t>(),
             input.const_data_ptr<scalar_t>(),
             weight.const_data_ptr<scalar_t>(), gin, gw);
       });
@@ -169,8 +153,8 @@ MMCOT_REGISTER_DEVICE_IMPL(LocalAggregationGroupNormedForwardOp, CPU,
 MMCOT_REGISTER_DEVICE_IMPL(LocalAggregationForwardChannelsLastOp, CPU,
                            cpu::local_aggregation_forward_channels_last_cpu);
 MMCOT_REGISTER_DEVICE_IMPL(LocalAggregationBackwardOp, CPU,
-                           cpu::local_aggregation_backward_cpu);
+                           cpu::local_aggregation_backward_cpu<false>);
 MMCOT_REGISTER_DEVICE_IMPL(LocalAggregationBackwardChannelsLastOp, CPU,
-                           cpu::local_aggregation_backward_channels_last_cpu);
+                           cpu::local_aggregation_backward_cpu<true>);
 
 }  // namespace mmcot

@@ -29,7 +29,7 @@ struct GroupNormAffine {
 // forward_channels_last, its channels-last layouts: input (N, H, W, C),
 // weight (N, H', W', heads, G, K*K), output (N, H', W', heads*C);
 // for backward_channels_last, grad_output and grad_input channels-last,
-// the weight pixel-major and grad_weight contiguous); grad_input or
+// the weight and grad_weight pixel-major); grad_input or
 // grad_weight null when not required; forward_group_normed
 // (and forward_group_normed_channels_last, on channels-last layouts) is
 // forward on the weights normalised by GroupNorm (each weight group of each

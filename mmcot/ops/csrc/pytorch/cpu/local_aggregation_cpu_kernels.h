@@ -730,6 +730,26 @@ inline void aggregate_group_block(T* __restrict__ out,
   }
 }
 
+// aggregate_group_block for every block of kLanes groups in [0, block_end),
+// `values` and `weights` (the taps' pointers at group 0) stepped along the
+// blocks and left as they were given.
+template <typename T>
+inline void aggregate_group_blocks(T* out, const T** values,
+                                   const T** weights, int64_t taps,
+                                   int64_t groups, int64_t block_end) {
+  for (int64_t g = 0; g < block_end; g += kLanes<T>) {
+    aggregate_group_block(out + g, values, weights, taps, groups);
+    for (int64_t t = 0; t < taps; ++t) {
+      values[t] += kLanes<T>;
+      weights[t] += kLanes<T>;
+    }
+  }
+  for (int64_t t = 0; t < taps; ++t) {
+    values[t] -= block_end;
+    weights[t] -= block_end;
+  }
+}
+
 // Row and column of each lane of a vector of kLanes consecutive positions
 // of a plane `width` wide.
 template <typename T>
@@ -1197,6 +1217,28 @@ inline void tap_major_block(const T* __restrict__ w,
   }
 }
 
+// to[t * G + g] = w[g * K*K + t]: the weights (G, K*K) of one pixel and
+// head tap-major, by tap_major_block where a 3 x 3 window's groups come in
+// whole vectors.
+template <typename T>
+inline void tap_major_pixel(const T* __restrict__ w, int64_t groups,
+                            int64_t taps, T* __restrict__ to) {
+  using V = typename Vector<T>::type;
+  if (taps == CentredWindow::kTaps && groups % kLanes<T> == 0) {
+    V columns[CentredWindow::kTaps];
+    for (int64_t g = 0; g < groups; g += kLanes<T>) {
+      tap_major_block(w + g * taps, columns);
+      for (int64_t t = 0; t < taps; ++t) {
+        std::memcpy(to + t * groups + g, &columns[t], sizeof(V));
+      }
+    }
+    return;
+  }
+  for (int64_t g = 0; g < groups; ++g) {
+    for (int64_t t = 0; t < taps; ++t) to[t * groups + g] = w[g * taps + t];
+  }
+}
+
 // w[l * 9 + t] = columns[t][l]: the inverse of tap_major_block, a block's
 // 9 tap vectors written pixel-major.
 template <typename T>
@@ -1335,25 +1377,11 @@ void forward_channels_last_rows(const LocalAggregationShape& s,
             }
           }
         } else {
-          for (int64_t g = 0; g < groups; ++g) {
-            for (int64_t t = 0; t < s.taps(); ++t) {
-              tap_major[t * groups + g] = w[g * s.taps() + t];
-            }
-          }
+          tap_major_pixel(w, groups, s.taps(), tap_major.data());
         }
         T* out = output + (pixel * s.heads + head) * channels;
-        for (int64_t g = 0; g < block_end; g += kLanes<T>) {
-          aggregate_group_block(out + g, values.data(), weights.data(), taps,
-                                groups);
-          for (int64_t t = 0; t < taps; ++t) {
-            values[t] += kLanes<T>;
-            weights[t] += kLanes<T>;
-          }
-        }
-        for (int64_t t = 0; t < taps; ++t) {  // back to group 0
-          values[t] -= block_end;
-          weights[t] -= block_end;
-        }
+        aggregate_group_blocks(out, values.data(), weights.data(), taps,
+                               groups, block_end);
         for (int64_t g = block_end; g < groups; ++g) {
           for (int64_t c = g; c < channels; c += groups) {
             T sum = 0;
@@ -1667,28 +1695,9 @@ class TapMajorRows {
 
  private:
   void transpose(const T* from, T* to) const {
-    using V = typename Vector<T>::type;
-    const int64_t groups = s_.groups, taps = s_.taps();
-    const int64_t blocks = s_.out_width * s_.heads;  // of G * K*K weights
-    if (taps == CentredWindow::kTaps && groups % kLanes<T> == 0) {
-      V columns[CentredWindow::kTaps];
-      for (int64_t b = 0; b < blocks; ++b) {
-        for (int64_t g = 0; g < groups; g += kLanes<T>) {
-          tap_major_block(from + (b * groups + g) * taps, columns);
-          for (int64_t t = 0; t < taps; ++t) {
-            std::memcpy(to + (b * taps + t) * groups + g, &columns[t],
-                        sizeof(V));
-          }
-        }
-      }
-      return;
-    }
-    for (int64_t b = 0; b < blocks; ++b) {
-      for (int64_t g = 0; g < groups; ++g) {
-        for (int64_t t = 0; t < taps; ++t) {
-          to[(b * taps + t) * groups + g] = from[(b * groups + g) * taps + t];
-        }
-      }
+    const int64_t block = s_.groups * s_.taps();  // a pixel's of one head
+    for (int64_t b = 0; b < s_.out_width * s_.heads; ++b) {
+      tap_major_pixel(from + b * block, s_.groups, s_.taps(), to + b * block);
     }
   }
 
@@ -1750,14 +1759,8 @@ void input_gradient_channels_last_rows(const LocalAggregationShape& s,
       }
       T* gi = grad_input + (row * s.width + x_in) * channels;
       if (grouped) {  // per block of kLanes groups, as the forward
-        for (int64_t g = 0; g < groups; g += kLanes<T>) {
-          aggregate_group_block(gi + g, grads.data(), weights.data(), terms,
-                                groups);
-          for (int64_t k = 0; k < terms; ++k) {
-            grads[k] += kLanes<T>;
-            weights[k] += kLanes<T>;
-          }
-        }
+        aggregate_group_blocks(gi, grads.data(), weights.data(), terms,
+                               groups, groups);
         continue;
       }
       for (int64_t c0 = 0; c0 < channels; c0 += groups) {
