@@ -189,6 +189,16 @@ def reuse_freed_cpu_memory(limit_bytes: int = 2**30) -> bool:
         return False
 
 
+def add_malloc_defaults_argument(parser) -> None:
+    """The benchmarks' ``--malloc-defaults`` flag: time with glibc's malloc
+    defaults instead of :func:`reuse_freed_cpu_memory`."""
+    parser.add_argument(
+        '--malloc-defaults',
+        action='store_true',
+        help='on a CPU, time with glibc malloc\'s defaults (page faults on '
+        'fresh outputs) instead of keeping freed memory')
+
+
 def isolated_on_cpu(device: str, fn: Callable, *args) -> Any:
     """``fn(*args)``: on a CPU in a forked child (:func:`run_isolated`: a
     fresh peak RSS, and no torch threads started here, after which a fork

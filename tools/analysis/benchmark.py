@@ -41,7 +41,8 @@ import torch.nn.functional as F
 from mmcv.cnn import fuse_conv_bn
 
 import mmcot  # noqa: F401  (registers the CoT backbones)
-from mmcot.analysis import (device_name, interleaved_times_ms, isolated_on_cpu,
+from mmcot.analysis import (add_malloc_defaults_argument, device_name,
+                            interleaved_times_ms, isolated_on_cpu,
                             markdown_table, peak_memory_mib,
                             reuse_freed_cpu_memory, speed_ratio)
 from mmcot.analysis.classifiers import BACKBONES, build_classifier
@@ -79,11 +80,7 @@ def parse_args():
         '--fuse-conv-bn',
         action='store_true',
         help='fold batch norms into convs for the inference timings')
-    parser.add_argument(
-        '--malloc-defaults',
-        action='store_true',
-        help='on a CPU, time with glibc malloc\'s defaults (page faults on '
-        'fresh outputs) instead of keeping freed memory')
+    add_malloc_defaults_argument(parser)
     parser.add_argument('--batch', type=int, default=8, help='inference')
     parser.add_argument('--train-batch', type=int, default=8)
     parser.add_argument('--shape', type=int, default=224)

@@ -29,7 +29,8 @@ import time
 
 import torch
 
-from mmcot.analysis import (device_name, interleaved_times_ms, markdown_table,
+from mmcot.analysis import (add_malloc_defaults_argument, device_name,
+                            interleaved_times_ms, markdown_table,
                             reuse_freed_cpu_memory, speed_ratio)
 from mmcot.analysis.classifiers import BACKBONES, build_classifier
 from mmcot.deployment import ClassScores, export_onnx
@@ -47,11 +48,7 @@ def parse_args():
     parser.add_argument('--shape', type=int, default=224)
     parser.add_argument('--repeats', type=int, default=10)
     parser.add_argument('--warmup', type=int, default=2)
-    parser.add_argument(
-        '--malloc-defaults',
-        action='store_true',
-        help='time with glibc malloc\'s defaults (page faults on fresh '
-        'outputs) instead of keeping freed memory')
+    add_malloc_defaults_argument(parser)
     parser.add_argument('--json', help='write the measurements here')
     args = parser.parse_args()
     if min(args.batch, args.shape, args.repeats) < 1 or args.warmup < 0:

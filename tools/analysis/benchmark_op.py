@@ -44,10 +44,10 @@ from typing import Callable
 
 import torch
 
-from mmcot.analysis import (cache_flusher, copy_bandwidth_gbps, device_name,
-                            isolated_on_cpu, markdown_table, median_ms,
-                            peak_memory_mib, profiled_ms,
-                            reuse_freed_cpu_memory)
+from mmcot.analysis import (add_malloc_defaults_argument, cache_flusher,
+                            copy_bandwidth_gbps, device_name, isolated_on_cpu,
+                            markdown_table, median_ms, peak_memory_mib,
+                            profiled_ms, reuse_freed_cpu_memory)
 from mmcot.analysis.classifiers import COT_NAMES, build_classifier
 from mmcot.fileio import atomic_write
 from mmcot.ops import ext_available, local_aggregation_reference
@@ -91,11 +91,7 @@ def parse_args():
         metavar='FILE',
         help='mmcot_kernels_<name>.so of build_kernel_variants.py: time '
         'those kernels too')
-    parser.add_argument(
-        '--malloc-defaults',
-        action='store_true',
-        help='on a CPU, time with glibc malloc\'s defaults (page faults on '
-        'fresh outputs) instead of keeping freed memory')
+    add_malloc_defaults_argument(parser)
     parser.add_argument('--json', help='also write the results here')
     args = parser.parse_args()
     if args.device.startswith('cuda') and not torch.cuda.is_available():
