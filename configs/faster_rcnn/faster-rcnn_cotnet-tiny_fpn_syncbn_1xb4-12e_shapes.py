@@ -1,7 +1,7 @@
 # The embedded detection demo for boxes only: the Mask R-CNN demo without
 # its mask branch, i.e. Faster R-CNN on the reduced CoTNet.
 #   python tools/dataset_converters/make_shapes.py det data/shapes_coco
-#   python tools/train.py configs/faster_rcnn/faster-rcnn_cotnet-tiny_fpn_syncbn_1xb4-12e_shapes.py
+#   python tools/train.py configs/faster_rcnn/faster-rcnn_cotnet-tiny_fpn_syncbn_1xb4-12e_shapes.py  # noqa: E501
 _base_ = '../mask_rcnn/mask-rcnn_cotnet-tiny_fpn_syncbn_1xb4-12e_shapes.py'
 
 model = dict(

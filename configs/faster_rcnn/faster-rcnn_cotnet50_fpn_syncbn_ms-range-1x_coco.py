@@ -1,12 +1,12 @@
-# Faster R-CNN with a CoTNet-50 backbone, the paper's COCO recipe (Tables 7, 8):
-# FPN, SyncBN in the backbone, the FPN and the heads, 4conv1fc box head,
-# shorter side sampled from [640, 800], 1x schedule (lr 0.02 at 16 images),
-# RGB input, backbone initialised from the official ImageNet weights
-# converted with tools/model_converters/cotnet_to_mmcot.py. mmdet's ResNeSt
-# config gives the detector layout, scales and schedule; what the official
-# runs do differently is set here (the README's Recipe table compares them).
+# Faster R-CNN with a CoTNet-50 backbone, the paper's COCO recipe (Tables 7,
+# 8): FPN, SyncBN in the backbone, the FPN and the heads, 4conv1fc box head,
+# shorter side sampled from [640, 800], 1x schedule (lr 0.02 at 16 images), RGB
+# input, backbone initialised from the official ImageNet weights converted with
+# tools/model_converters/cotnet_to_mmcot.py. mmdet's ResNeSt config gives the
+# detector layout, scales and schedule; what the official runs do differently
+# is set here (the README's Recipe table compares them).
 _base_ = [
-    'mmdet::resnest/faster-rcnn_s50_fpn_syncbn-backbone+head_ms-range-1x_coco.py',
+    'mmdet::resnest/faster-rcnn_s50_fpn_syncbn-backbone+head_ms-range-1x_coco.py',  # noqa: E501
     '../_base_/models/cotnet50_fpn_syncbn.py'
 ]
 

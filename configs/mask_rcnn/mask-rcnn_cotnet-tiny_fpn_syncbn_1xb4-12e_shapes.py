@@ -3,7 +3,7 @@
 # scratch on the generated shapes dataset (COCO format, 128 x 128 images),
 # on a CPU in minutes. SyncBN falls back to BN in this single-process run.
 #   python tools/dataset_converters/make_shapes.py det data/shapes_coco
-#   python tools/train.py configs/mask_rcnn/mask-rcnn_cotnet-tiny_fpn_syncbn_1xb4-12e_shapes.py
+#   python tools/train.py configs/mask_rcnn/mask-rcnn_cotnet-tiny_fpn_syncbn_1xb4-12e_shapes.py  # noqa: E501
 _base_ = './mask-rcnn_cotnet50_fpn_syncbn_ms-1x_coco.py'
 
 classes = ('circle', 'triangle', 'square', 'pentagon', 'star', 'cross')

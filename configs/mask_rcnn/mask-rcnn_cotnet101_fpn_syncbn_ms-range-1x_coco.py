@@ -1,7 +1,9 @@
 _base_ = './mask-rcnn_cotnet50_fpn_syncbn_ms-1x_coco.py'
 
 model = dict(
-    backbone=dict(depth=101, init_cfg=dict(checkpoint='checkpoints/cotnet101_mmcot.pth')))
+    backbone=dict(
+        depth=101,
+        init_cfg=dict(checkpoint='checkpoints/cotnet101_mmcot.pth')))
 
 # the official run behind the published numbers sampled the shorter side
 # from the range [640, 800] (MIN_SIZE_TRAIN_SAMPLING range), not a choice

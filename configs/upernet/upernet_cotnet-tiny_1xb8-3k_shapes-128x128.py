@@ -5,7 +5,7 @@
 # pre-trained backbones learns too slowly from scratch). SyncBN falls back
 # to BN in this single-process run.
 #   python tools/dataset_converters/make_shapes.py seg data/shapes_seg
-#   python tools/train.py configs/upernet/upernet_cotnet-tiny_1xb8-3k_shapes-128x128.py
+#   python tools/train.py configs/upernet/upernet_cotnet-tiny_1xb8-3k_shapes-128x128.py  # noqa: E501
 _base_ = './upernet_cotnet50_4xb4-160k_ade20k-512x512.py'
 
 classes = ('background', 'circle', 'triangle', 'square', 'pentagon', 'star',

@@ -6,8 +6,9 @@ weights shared by the channels of a weight group::
     out[n, h*C + c, y, x] = sum_k weight[n, h, c % G, k, y, x]
                                   * window_k(input[n, c])[y, x]
 
-with zero padding, where ``window_k`` reads ``input`` at
-``(y*stride - padding + (k // K)*dilation, x*stride - padding + (k % K)*dilation)``.
+with zero padding, where ``window_k`` reads ``input`` at row
+``y*stride - padding + (k // K)*dilation`` and column
+``x*stride - padding + (k % K)*dilation``.
 These are the semantics of the official CoTNet CUDA kernel
 (``LocalConvolution``), heads and stride included.
 """

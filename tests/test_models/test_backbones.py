@@ -30,8 +30,8 @@ def test_out_indices_give_stage_shapes(cls):
                                               (1, 1024, 4, 4),
                                               (1, 2048, 2, 2)]
     model = small(cls, out_indices=(1, 3)).eval()
-    assert [o.shape[1] for o in model(torch.randn(1, 3, 64, 64))] == [512,
-                                                                     2048]
+    outputs = model(torch.randn(1, 3, 64, 64))
+    assert [o.shape[1] for o in outputs] == [512, 2048]
 
 
 def test_block_types():

@@ -55,7 +55,7 @@ def test_classification_demo_beats_chance(classification_demo, tmp_path):
     # chance is 16.7 %; the seed-fixed run reaches about 90 %
     assert accuracies[-1] >= 60
     metrics = evaluate(DEMO, osp.join(work_dir, 'epoch_15.pth'), options,
-                           str(tmp_path / 'metrics.json'))
+                       str(tmp_path / 'metrics.json'))
     assert metrics['accuracy/top1'] == accuracies[-1]
 
 
@@ -71,6 +71,6 @@ def test_detection_demo_finds_the_shapes(tmp_path_factory, tmp_path):
     # run reaches about 0.49
     assert logged[-1]['coco/bbox_mAP'] >= 0.25
     metrics = evaluate(FASTER_DEMO, osp.join(work_dir, 'epoch_12.pth'),
-                           options, str(tmp_path / 'metrics.json'))
+                       options, str(tmp_path / 'metrics.json'))
     for key in ('bbox_mAP', 'bbox_mAP_50', 'bbox_mAP_75'):
         assert metrics[f'coco/{key}'] == logged[-1][f'coco/{key}']

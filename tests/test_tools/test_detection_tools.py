@@ -74,7 +74,8 @@ def test_syncbn_config_in_a_two_process_cpu_run(shapes_coco, tmp_path):
 
 
 def test_missing_pretrained_checkpoint_fails_at_once(shapes_coco, tmp_path):
-    config = 'configs/faster_rcnn/faster-rcnn_cotnet50_fpn_syncbn_ms-range-1x_coco.py'
+    config = ('configs/faster_rcnn/'
+              'faster-rcnn_cotnet50_fpn_syncbn_ms-range-1x_coco.py')
     root = shapes_coco.rstrip('/') + '/'
     result = run_tool(
         'tools/train.py', config, '--work-dir', str(tmp_path),

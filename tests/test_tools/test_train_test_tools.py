@@ -63,8 +63,9 @@ def test_test_tool_refuses_a_checkpoint_of_another_model(
         check=False)
     assert result.returncode != 0
     assert 'do not match' in result.stderr
-    assert 'backbone.layer1.0.conv1.weight: (16, 16, 1, 1) != (32, 16, 1, 1)' in (
-        result.stderr)
+    mismatch = ('backbone.layer1.0.conv1.weight: '
+                '(16, 16, 1, 1) != (32, 16, 1, 1)')
+    assert mismatch in result.stderr
 
 
 def test_missing_data_root_fails_at_once(tmp_path):

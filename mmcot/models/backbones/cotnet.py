@@ -1,4 +1,8 @@
-"""CoTNet and CoTNeXt backbones (Li et al., https://arxiv.org/abs/2107.12292)."""
+"""CoTNet and CoTNeXt backbones.
+
+Li et al., "Contextual Transformer Networks for Visual Recognition",
+https://arxiv.org/abs/2107.12292
+"""
 from typing import Optional, Sequence
 
 import torch

@@ -88,7 +88,7 @@ class SECoTNetD(CoTNet):
         if stage < 2:
             return ['split'] * num_blocks
         if stage == 2:
-            return ['cot' if i % 2 == 0 else 'split' for i in range(num_blocks)]
+            return ['split' if i % 2 else 'cot' for i in range(num_blocks)]
         return ['cot'] * num_blocks
 
     def make_res_layer(self, block, num_blocks: int, **kwargs) -> ResLayer:
