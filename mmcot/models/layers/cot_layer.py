@@ -194,12 +194,28 @@ class CoTLayer(BaseModule):
 
         # mean(v + k) as mean(v) + mean(k): no full-size sum is formed
         context = v.mean((2, 3), keepdim=True) + k.mean((2, 3), keepdim=True)
-        attn = F.softmax(self.se(context).view(n, c, self.radix), dim=2)
-        # v * attn0 + k * attn1 in one pass: the radix-2 softmax gives
-        # attn1 = 1 - attn0, so it is the lerp from k to v by attn0 (a
-        # contiguous attn0: strided, it made a channels-last lerp 4x slower)
-        attn0 = attn[..., 0].contiguous().view(n, c, 1, 1)
-        return torch.lerp(k, v, attn0)
+        attn = self.value_attention(context)
+        # attn * v + (1 - attn) * k in one pass over k and v
+        return torch.lerp(k, v, attn)
+
+    def value_attention(self, context: torch.Tensor) -> torch.Tensor:
+        """The split attention's weight of the dynamic context, (N, C, 1, 1),
+        from the ``context`` (N, C, 1, 1); the static context gets the rest.
+
+        The official code takes a softmax over the two scores of each channel
+        (``se``'s output viewed as (N, C, 2): dynamic, static). Of two, it is
+        the sigmoid of their difference, which the difference of the last
+        conv's rows gives at once: a contiguous (N, C, 1, 1) weight, with no
+        strided (N, C, 2) tensor for the weighted sum to read.
+        """
+        *hidden_layers, last = self.se
+        hidden = context
+        for layer in hidden_layers:
+            hidden = layer(hidden)
+        weight, bias = last.weight, last.bias
+        difference = F.conv2d(hidden, weight[0::2] - weight[1::2],
+                              bias[0::2] - bias[1::2])
+        return torch.sigmoid(difference)
 
 
 @MODELS.register_module('CoXt')
