@@ -13,11 +13,17 @@ MMEngine load local files with :func:`load_local_checkpoint`:
   :mod:`mmcot.engine.checkpoint_unpickler`, which builds only tensors,
   containers, numeric NumPy data, MMEngine history buffers and argparse
   namespaces, and refuses everything else;
-- TorchScript archives, non-regular files and URLs are refused.
+- TorchScript archives, non-regular files and URLs are refused, and so,
+  before any reader runs, are pickles that nest tuples deeper than a
+  reader survives and zip entries that unpack far beyond their size;
+- a runner checkpoint's ``meta['config']``, which MMEngine's
+  ``Runner.resume`` runs as a Python config file, must be plain data that
+  imports nothing new (:func:`_unsafe_config`).
 
 Nothing is added to torch's process-wide allow-list, and no object's state
 outside the loaded checkpoint is set from the file.
 """
+import ast
 import errno
 import io
 import os
@@ -25,6 +31,8 @@ import os.path as osp
 import pickle
 import re
 import stat
+import sys
+import zipfile
 from typing import Any, Optional, Union
 
 import torch
@@ -32,6 +40,8 @@ from mmengine.runner.checkpoint import CheckpointLoader
 
 from . import checkpoint_unpickler
 
+#: How many times larger than stored a compressed archive entry may unpack.
+_MAX_UNPACKING = 50
 _URL = re.compile(r'^[A-Za-z][A-Za-z0-9+.-]*://')
 _ZIP_MAGIC = b'PK\x03\x04'
 _NOT_REGULAR = ((stat.S_ISFIFO, 'a FIFO (named pipe)'), (stat.S_ISCHR,
@@ -79,7 +89,128 @@ def _read_regular_file(filename: str) -> bytes:
             raise CheckpointError(
                 f'checkpoint {filename} changed into a non-regular file '
                 'while it was opened')
-        return f.read()
+        try:
+            return f.read()
+        except MemoryError:
+            raise CheckpointError(f'checkpoint {filename} does not fit in '
+                                  'memory') from None
+        except OSError as error:
+            raise CheckpointError(f'checkpoint {filename} cannot be read: '
+                                  f'{error.strerror}') from None
+
+
+def _check_archive(filename: str, data: bytes) -> bytes:
+    """The pickle of a ``torch.save`` zip archive, refused if an entry is
+    compressed far beyond what tensors compress (torch writes them stored;
+    a deflated entry can unpack a megabyte into gigabytes)."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            entries = archive.infolist()
+            for entry in entries:
+                if entry.compress_type != zipfile.ZIP_STORED and (
+                        entry.file_size >
+                        _MAX_UNPACKING * entry.compress_size + (1 << 20)):
+                    raise CheckpointError(
+                        f'checkpoint {filename} is a zip bomb: its entry '
+                        f'{entry.filename[:100]!r} unpacks '
+                        f'{entry.compress_size} bytes into '
+                        f'{entry.file_size}')
+            pickles = [e for e in entries
+                       if e.filename.rsplit('/', 1)[-1] == 'data.pkl']
+            return archive.read(pickles[0]) if len(pickles) == 1 else b''
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError,
+            EOFError, OSError):
+        return b''  # torch's zip reader says what is wrong
+
+
+def _check_nesting(filename: str, data: bytes, pickles: int = 1) -> None:
+    """Refuse the first ``pickles`` pickles of ``data`` if one would crash
+    the process when read (by any reader, torch's included): see
+    :func:`checkpoint_unpickler.check_tuple_nesting`."""
+    file = io.BytesIO(data)
+    try:
+        for _ in range(pickles):
+            if not checkpoint_unpickler.check_tuple_nesting(file):
+                break
+    except pickle.UnpicklingError as error:
+        raise CheckpointError(f'checkpoint {filename} was not loaded: '
+                              f'{error}') from None
+
+
+def _config_literal(node: ast.AST) -> Any:
+    """The value of a config expression made only of literals, containers
+    and ``dict(key=value, ...)`` (what ``Config.pretty_text`` writes);
+    ValueError naming the first thing that is not."""
+    if isinstance(node, ast.Constant):
+        return node.value
+    if isinstance(node, ast.UnaryOp) and isinstance(
+            node.op, (ast.USub, ast.UAdd)) and isinstance(
+                node.operand, ast.Constant) and type(
+                    node.operand.value) in (int, float, complex):
+        value = node.operand.value
+        return -value if isinstance(node.op, ast.USub) else value
+    if isinstance(node, (ast.List, ast.Tuple, ast.Set)):
+        items = [_config_literal(item) for item in node.elts]
+        return items if isinstance(node, ast.List) else tuple(items)
+    if isinstance(node, ast.Dict) and None not in node.keys:
+        return {
+            _config_literal(key): _config_literal(value)
+            for key, value in zip(node.keys, node.values)
+        }
+    if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+            and node.func.id == 'dict' and not node.args
+            and all(keyword.arg for keyword in node.keywords)):
+        return {k.arg: _config_literal(k.value) for k in node.keywords}
+    raise ValueError(f'{type(node).__name__} at line {node.lineno}')
+
+
+def _unsafe_config(text: Any) -> Optional[str]:
+    """Why MMEngine's ``Config.fromstring(text, '.py')`` (which runs the
+    text and imports the modules of its ``custom_imports``) could do more
+    than rebuild a config from it, or None."""
+    if type(text) is not str:
+        return f'is a {type(text).__name__}, not the text of a config'
+    try:
+        tree = ast.parse(text)
+    except (SyntaxError, ValueError, MemoryError, RecursionError):
+        return 'is not the text of a Python config'
+    values = {}
+    for statement in tree.body:
+        if not (isinstance(statement, ast.Assign)
+                and len(statement.targets) == 1
+                and isinstance(statement.targets[0], ast.Name)):
+            return (f'holds a {type(statement).__name__} statement at line '
+                    f'{statement.lineno}, not only assignments')
+        name = statement.targets[0].id
+        if name.startswith('__') or name in ('_base_', 'dict'):
+            return f'assigns {name[:40]} (line {statement.lineno})'
+        try:
+            values[name] = _config_literal(statement.value)
+        except (ValueError, RecursionError) as error:
+            return f'computes something other than data: {error}'
+    imports = values.get('custom_imports', {})
+    imports = imports.get('imports', []) if type(imports) is dict else []
+    for module in [imports] if type(imports) is str else imports:
+        if type(module) is not str or module not in sys.modules:
+            return (f'imports {str(module)[:60]!r} through custom_imports, '
+                    'a module this process has not imported')
+    return None
+
+
+def _check_runner_config(filename: str, checkpoint: Any) -> None:
+    """Refuse a checkpoint whose ``meta['config']`` MMEngine's
+    ``Runner.resume`` would run as code (see :func:`_unsafe_config`)."""
+    meta = checkpoint.get('meta') if isinstance(checkpoint, dict) else None
+    if not isinstance(meta, dict) or 'config' not in meta:
+        return
+    reason = _unsafe_config(meta['config'])
+    if reason:
+        raise CheckpointError(
+            f'checkpoint {filename} was not loaded: its meta["config"], '
+            'which MMEngine\'s Runner.resume runs as a Python config file, '
+            f'{reason}. A config MMEngine saved is plain data; if you trust '
+            'the file, load it with torch.load(..., weights_only=False), '
+            'remove meta["config"] and torch.save it')
 
 
 def _torch_weights_only(data: bytes, map_location: Any) -> Any:
@@ -94,6 +225,8 @@ def _load_bytes(filename: str, data: bytes, map_location: Any) -> Any:
         raise CheckpointError(f'checkpoint {filename} is empty')
     if data[:4] != _ZIP_MAGIC:
         # torch's legacy formats, if anything: torch's own rules decide
+        # (magic number, protocol, system, object and storage keys pickled)
+        _check_nesting(filename, data, pickles=5)
         try:
             return _torch_weights_only(data, map_location)
         except Exception as error:
@@ -112,6 +245,7 @@ def _load_bytes(filename: str, data: bytes, map_location: Any) -> Any:
         raise CheckpointError(
             f'checkpoint {filename} is a zip archive without data.pkl, not '
             'a torch.save checkpoint')
+    _check_nesting(filename, _check_archive(filename, data))
     try:
         unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(
             io.BytesIO(data))
@@ -158,7 +292,7 @@ def load_local_checkpoint(filename: Union[str, os.PathLike],
     filename = os.fspath(filename)
     data = _read_regular_file(filename)
     try:
-        return _load_bytes(filename, data, map_location)
+        checkpoint = _load_bytes(filename, data, map_location)
     except CheckpointError:
         raise
     except pickle.UnpicklingError as error:
@@ -177,6 +311,8 @@ def load_local_checkpoint(filename: Union[str, os.PathLike],
             f'checkpoint {filename} is not a readable torch.save checkpoint '
             f'(truncated or corrupted?): {type(error).__name__}: '
             f'{str(error).strip()[:500]}') from None
+    _check_runner_config(filename, checkpoint)
+    return checkpoint
 
 
 def register_checkpoint_loader() -> None:

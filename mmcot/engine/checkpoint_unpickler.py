@@ -27,15 +27,18 @@ makes the object itself:
 - ``argparse.Namespace`` (official CoTNet training checkpoints pickle theirs).
 
 Anything else (another name, another opcode, an object used before it is
-built, a history longer than :data:`MAX_HISTORY_LENGTH`, more bytes than the
-file can account for) raises ``pickle.UnpicklingError``.
+built, a history longer than :data:`MAX_HISTORY_LENGTH`, tuples nested
+deeper than :data:`MAX_TUPLE_NESTING`, more bytes than the file can account
+for) raises ``pickle.UnpicklingError``.
 """
 import argparse
+import io
 import pickle
+import pickletools
 import struct
 from collections import Counter, OrderedDict
 from types import MappingProxyType
-from typing import Any, Callable, List, NoReturn, Optional
+from typing import Any, BinaryIO, Callable, List, NoReturn, Optional, Union
 
 import numpy as np
 import torch
@@ -51,6 +54,17 @@ STATISTICS_METHODS = MappingProxyType({
     for name in ('min', 'max', 'current', 'mean')
 })
 
+#: The deepest nesting of tuples in tuples accepted. Hashing a tuple (a dict
+#: key) recurses through its nested tuples in C without a depth check: a
+#: million levels overflow the stack and kill the process.
+MAX_TUPLE_NESTING = 1000
+
+#: What a builder spends of the reader's budget per dict entry it copies
+#: (``Counter``, ``argparse.Namespace``) or checks (a state dict's
+#: ``_metadata``): a file that passes one memo-shared dict to many of them
+#: makes work and memory grow as their product, not as the file.
+_ENTRY_COST = 16
+
 _NUMERIC_DTYPE_CODES = frozenset(
     'b1 i1 i2 i4 i8 u1 u2 u4 u8 f2 f4 f8 c8 c16'.split())
 _MAX_BYTES_ITEMSIZE = 1 << 20
@@ -65,6 +79,34 @@ def _refuse(message: str) -> NoReturn:
 
 def _type_name(value: Any) -> str:
     return type(value).__qualname__
+
+
+def _brief(value: Any, width: int = 60, depth: int = 2) -> str:
+    """A description of a value from the file for a message, at most about
+    ``width`` characters, made without the value's full ``repr`` (which a
+    file can make as large as it likes through shared references)."""
+    if type(value) in (str, bytes):
+        text = repr(value[:width])
+    elif type(value) in (float, bool, type(None)) or (
+            type(value) is int and value.bit_length() <= 64):
+        text = repr(value)
+    elif type(value) is _Global:
+        text = value.name
+    elif type(value) is tuple and depth > 0:
+        items = [_brief(item, width, depth - 1) for item in value[:5]]
+        text = f'({", ".join(items + ["..."] * (len(value) > 5))})'
+    else:
+        text = f'a {_type_name(value)}'
+    return text if len(text) <= width else text[:width] + '...'
+
+
+def _error_text(error: BaseException) -> str:
+    """``error`` for a message: its type, and its text where that is one
+    string (a KeyError's argument is the key, any object of the file)."""
+    args = error.args
+    if len(args) == 1 and type(args[0]) is str:
+        return f'{type(error).__name__}: {args[0][:200]}'
+    return type(error).__name__
 
 
 class _Global:
@@ -101,7 +143,7 @@ def _ints(value: Any, what: str, low: int = 0) -> tuple:
     if type(value) is not tuple or not all(_is_int(v, low)
                                            for v in value) or len(value) > 64:
         _refuse(f'{what} must be a tuple of at most 64 integers >= {low}, '
-                f'got {value!r:.80}')
+                f'got {_brief(value, 80)}')
     return value
 
 
@@ -135,21 +177,29 @@ def _counter(reader, counts=None) -> Counter:
             type(k) in (int, str) and type(v) is int
             for k, v in counts.items()):
         _refuse('Counter(...) takes a dict of int or str keys and int counts')
+    reader.spend(_ENTRY_COST * len(counts))
     return Counter(counts)
 
 
-def _build_ordered_dict(inst: OrderedDict, state) -> None:
+_METADATA_FORM = ('a state dict\'s _metadata must map module names to dicts '
+                  'of scalars')
+_METADATA_SCALARS = (int, float, bool, str, type(None))
+
+
+def _build_ordered_dict(reader, inst: OrderedDict, state) -> None:
     """A state dict's ``_metadata``: module name -> {str: scalar}."""
     if type(state) is not dict or set(state) != {'_metadata'}:
         _refuse('an OrderedDict may carry only a state dict\'s _metadata')
     metadata = state['_metadata']
-    if type(metadata) not in (dict, OrderedDict) or not all(
-            type(name) is str and type(entry) is dict and all(
-                type(k) is str and type(v) in
-                (int, float, bool, str, type(None)) for k, v in entry.items())
-            for name, entry in metadata.items()):
-        _refuse('a state dict\'s _metadata must map module names to dicts '
-                'of scalars')
+    if type(metadata) not in (dict, OrderedDict):
+        _refuse(_METADATA_FORM)
+    for name, entry in metadata.items():
+        if type(name) is not str or type(entry) is not dict:
+            _refuse(_METADATA_FORM)
+        reader.spend(_ENTRY_COST * (1 + len(entry)))
+        if not all(type(k) is str and type(v) in _METADATA_SCALARS
+                   for k, v in entry.items()):
+            _refuse(_METADATA_FORM)
     inst._metadata = metadata
 
 
@@ -215,8 +265,8 @@ def _builtin_dtype(code: Any) -> np.dtype:
                                and code[1:].isascii() and code[1:].isdigit()
                                and 0 < int(code[1:]) <= _MAX_BYTES_ITEMSIZE)):
         return np.dtype(code)
-    _refuse(f'NumPy dtype {code!r:.40} is not a built-in numeric, bool or '
-            'byte-string type')
+    _refuse(f'NumPy dtype {_brief(code, 40)} is not a built-in numeric, '
+            'bool or byte-string type')
 
 
 def _dtype(reader, code, align, copy) -> _Pending:
@@ -241,11 +291,11 @@ def _dtype(reader, code, align, copy) -> _Pending:
         if dtype.byteorder == '|':
             if byteorder != '|':
                 _refuse(f'NumPy dtype {code} has no byte order, got '
-                        f'{byteorder!r:.20}')
+                        f'{_brief(byteorder, 20)}')
             return dtype
         if byteorder not in ('<', '>', '='):
-            _refuse(f'unknown byte order {byteorder!r:.20} for NumPy dtype '
-                    f'{code}')
+            _refuse(f'unknown byte order {_brief(byteorder, 20)} for '
+                    f'NumPy dtype {code}')
         return dtype.newbyteorder(byteorder)
 
     return _Pending(f'numpy.dtype({code!r})', build)
@@ -322,7 +372,7 @@ def _history_buffer(reader, *args) -> _Pending:
         max_length = state.get('max_length', 1000000)
         if not _is_int(max_length, 1, MAX_HISTORY_LENGTH):
             _refuse(f'HistoryBuffer max_length must be an int from 1 to '
-                    f'{MAX_HISTORY_LENGTH}, got {max_length!r:.40}')
+                    f'{MAX_HISTORY_LENGTH}, got {_brief(max_length, 40)}')
         logs = _history_array(state.get('_log_history', np.array([])),
                               '_log_history')
         counts = _history_array(state.get('_count_history', np.array([])),
@@ -351,7 +401,8 @@ def _history_buffer(reader, *args) -> _Pending:
 def _statistics_method(reader, owner, name) -> Callable:
     if owner is not _GLOBALS[_HISTORY_BUFFER_NAME] or type(name) is not str \
             or name not in STATISTICS_METHODS:
-        _refuse(f'getattr({owner!r:.60}, {name!r:.40}) is not allowed: only '
+        _refuse(f'getattr({_brief(owner)}, {_brief(name, 40)}) is not '
+                'allowed: only '
                 'HistoryBuffer statistics methods '
                 f'{sorted(STATISTICS_METHODS)}')
     return STATISTICS_METHODS[name]
@@ -368,6 +419,7 @@ def _namespace(reader, *args) -> _Pending:
                 for k in state):
             _refuse('the state of an argparse.Namespace must map attribute '
                     'names to values')
+        reader.spend(_ENTRY_COST * len(state))
         return argparse.Namespace(**state)
 
     return _Pending('argparse.Namespace', build)
@@ -433,6 +485,7 @@ class Unpickler:
 
     def __init__(self, file, *, encoding: str = 'utf-8', **unused):
         self._data = file.read()
+        check_tuple_nesting(io.BytesIO(self._data))
         self._pos = 0
         # bytes the builders may materialise: each legitimate byte stands
         # once in the pickle as text and once as the object made of it
@@ -476,7 +529,7 @@ class Unpickler:
         except (TypeError, ValueError, IndexError, KeyError, AttributeError,
                 OverflowError, RecursionError, struct.error) as error:
             raise pickle.UnpicklingError(
-                f'malformed pickle at byte {self._pos}: {error!r:.200}'
+                f'malformed pickle at byte {self._pos}: {_error_text(error)}'
             ) from None
         if self._unbuilt:
             _refuse(f'{self._unbuilt} object(s) of the pickle were used '
@@ -684,7 +737,7 @@ class Unpickler:
     def _reduce(self):
         args, target = self._pop(), self._top()
         if type(target) is not _Global or target.call is None:
-            _refuse(f'calling {target!r:.60} is not allowed')
+            _refuse(f'calling {_brief(target)} is not allowed')
         if type(args) is not tuple:
             _refuse(f'REDUCE arguments must be a tuple, got '
                     f'{_type_name(args)}')
@@ -694,7 +747,7 @@ class Unpickler:
     def _newobj(self):
         args, cls = self._pop(), self._pop()
         if type(cls) is not _Global or cls.new is None:
-            _refuse(f'creating a {cls!r:.60} is not allowed')
+            _refuse(f'creating {_brief(cls)} is not allowed')
         if type(args) is not tuple:
             _refuse(f'NEWOBJ arguments must be a tuple, got '
                     f'{_type_name(args)}')
@@ -709,7 +762,7 @@ class Unpickler:
     def _build(self):
         state, inst = self._pop(), self._top()
         if type(inst) is OrderedDict:
-            _build_ordered_dict(inst, state)
+            _build_ordered_dict(self, inst, state)
             return
         if type(inst) is not _Pending:
             _refuse(f'setting the state of a {_type_name(inst)} is not '
@@ -728,12 +781,97 @@ class Unpickler:
                      or pid[1] is torch.UntypedStorage) and type(pid[2]) is str
                 and pid[2].isascii() and pid[2].isdigit() and type(
                     pid[3]) is str and len(pid[3]) <= 64 and _is_int(pid[4])):
-            _refuse(f'persistent id {pid!r:.100} is not a storage of the '
-                    'file')
+            _refuse(f'persistent id {_brief(pid, 100)} is not a storage of '
+                    'the file')
         self._push(self.persistent_load(pid))
 
 
 _STOP = object()
+
+
+class _Container:
+    """A mutable object of the pickle in :func:`check_tuple_nesting`: how
+    deep the tuples it holds nest."""
+
+    __slots__ = ('nesting', )
+
+    def __init__(self, nesting: int = 0):
+        self.nesting = nesting
+
+
+def _nesting(value: Union[int, _Container]) -> int:
+    return value.nesting if type(value) is _Container else value
+
+
+# opcodes that add the items above them (to the mark) to the container below
+_FILLS = frozenset(('APPEND', 'APPENDS', 'SETITEM', 'SETITEMS', 'ADDITEMS',
+                    'BUILD'))
+_MAKES_TUPLE = frozenset(('TUPLE', 'TUPLE1', 'TUPLE2', 'TUPLE3'))
+# opcodes whose result may be anything made of the items they take
+_MAKES_OBJECT = frozenset(('REDUCE', 'NEWOBJ', 'NEWOBJ_EX', 'OBJ', 'INST',
+                           'LIST', 'DICT', 'FROZENSET', 'BINPERSID'))
+
+
+def check_tuple_nesting(file: BinaryIO) -> bool:
+    """Refuse a pickle that nests tuples in tuples more than
+    :data:`MAX_TUPLE_NESTING` deep, before any reader builds them.
+
+    Reads the pickle at the position of ``file`` (up to its STOP, where it
+    leaves the file; True) and walks its opcodes with a model of
+    the stack in which a tuple is its nesting depth and anything else a
+    :class:`_Container` of the deepest nesting put into it: conservative
+    (a call's result counts as deep as its arguments), exact for tuples.
+    Malformed pickles are left to the reader, which refuses them (False).
+    """
+    stack: list = []
+    marks: list = []
+    memo: dict = {}
+    try:
+        for op, arg, _ in pickletools.genops(file):
+            name = op.name
+            if name == 'STOP':
+                return True
+            if name == 'MARK':
+                marks.append(len(stack))
+                continue
+            if name in ('PUT', 'BINPUT', 'LONG_BINPUT', 'MEMOIZE'):
+                memo[len(memo) if name == 'MEMOIZE' else arg] = stack[-1]
+                continue
+            if name in ('GET', 'BINGET', 'LONG_BINGET'):
+                stack.append(memo[arg])
+                continue
+            if name == 'DUP':
+                stack.append(stack[-1])
+                continue
+            before, fills = op.stack_before, name in _FILLS
+            if pickletools.markobject in before:  # fills: container below
+                start = marks.pop() - (0 if fills else before.index(
+                    pickletools.markobject))
+            else:  # fills: the container stays
+                start = len(stack) - len(before) + fills
+            if start < 0:
+                return False  # underflow: the reader refuses it
+            taken = stack[start:]
+            del stack[start:]
+            nesting = max(map(_nesting, taken), default=0)
+            if name in _FILLS:
+                target = stack[-1]
+                if type(target) is _Container:
+                    target.nesting = max(target.nesting, nesting)
+                continue
+            if name in _MAKES_TUPLE or name == 'EMPTY_TUPLE':
+                nesting += 1
+                if nesting > MAX_TUPLE_NESTING:
+                    _refuse(f'it nests tuples more than {MAX_TUPLE_NESTING} '
+                            'deep')
+                stack.append(nesting)
+            elif name in _MAKES_OBJECT or name.startswith('EMPTY_'):
+                stack.append(_Container(nesting))
+            else:
+                stack.extend([0] * len(op.stack_after))
+    except (ValueError, IndexError, KeyError):
+        pass  # malformed: the reader says where
+    return False
 
 
 def load(file, **kwargs) -> Any:

@@ -12,6 +12,7 @@ import os
 import os.path as osp
 import pickle
 import re
+import struct
 import subprocess
 import sys
 import threading
@@ -22,10 +23,11 @@ import numpy as np
 import pytest
 import torch
 
-from mmcot.engine import CheckpointError, load_local_checkpoint
+from mmcot.engine import (CheckpointError, checkpoint_unpickler,
+                          load_local_checkpoint)
 
 from ..conftest import REPO, run_tool
-from .crafted_pickles import (Build, Call, Global, New, Put, Ref, Storage,
+from .crafted_pickles import (Build, Call, Global, New, Put, Raw, Ref, Storage,
                               float_storage, float_tensor, pickle_bytes,
                               write_torch_zip)
 from .toy_runner import train_toy_runner
@@ -39,6 +41,7 @@ DTYPE = Global('numpy', 'dtype')
 SCALAR = Global('numpy.core.multiarray', 'scalar')
 ORDERED_DICT = Global('collections', 'OrderedDict')
 NAMESPACE = Global('argparse', 'Namespace')
+COUNTER = Global('collections', 'Counter')
 F8_STATE = (3, '<', None, None, None, -1, -1, 0)
 
 
@@ -377,6 +380,116 @@ def zip_without_pickle(path, marker):
         archive.writestr('archive/version', '3\n')
 
 
+def runner_checkpoint(config):
+    """What MMEngine's Runner.resume reads, with ``config`` as the config
+    text it passes to Config.fromstring(..., '.py')."""
+    return {
+        'meta': {'epoch': 0, 'iter': 0, 'config': config},
+        'state_dict': {},
+        'message_hub': {'log_scalars': {}, 'runtime_info': {},
+                        'resumed_keys': {}},
+    }
+
+
+@attack('which MMEngine\'s Runner.resume runs as a Python config file, '
+        'computes something other than data: Call at line 1')
+@crafted
+def resume_config_code(marker):
+    """Plain dicts and strings, which torch's own weights-only reader loads;
+    Runner.resume then runs meta.config (the red team ran code this way
+    through tools/train.py --resume)."""
+    return runner_checkpoint(
+        f"x = __import__('os').system('touch {marker}')\n")
+
+
+@attack('holds a Import statement at line 2')
+@crafted
+def resume_config_import(marker):
+    return runner_checkpoint(
+        f"model = dict(type='x')\nimport os; os.system('touch {marker}')\n")
+
+
+@attack("imports 'this' through custom_imports, a module this process has "
+        'not imported')
+@crafted
+def resume_config_custom_imports(marker):
+    """Config.fromfile imports what custom_imports names (here the Zen of
+    Python, printed on import)."""
+    return runner_checkpoint(
+        "custom_imports = dict(imports=['mmcot', 'this'])\n")
+
+
+def nested_tuples(depth):
+    """A tuple nested ``depth`` deep, one opcode a level."""
+    return Raw(b')' + b'\x85' * depth)
+
+
+@attack('nests tuples more than 1000 deep')
+@crafted
+def tuple_nesting_key(marker):
+    """A million nested tuples as a dict key (a megabyte): hashing the key
+    recursed in C until the stack overflowed and the process died, in
+    torch's reader (which takes this file: no globals) as in mmcot's."""
+    return Raw(b'}' + nested_tuples(1_000_000).data + b'K\x01s')
+
+
+@attack('nests tuples more than 1000 deep')
+@crafted
+def tuple_nesting_key_in_runner_state(marker):
+    return [history_buffer(),
+            Raw(b'}' + nested_tuples(1_000_000).data + b'K\x01s')]
+
+
+@attack('calling a list is not allowed')
+@crafted
+def message_amplification(marker):
+    """A refused call whose target is 20,000 references to one 64 KiB
+    string: its full repr, which the message once started from, is 1.3 GB.
+    """
+    return [history_buffer(), Put('a' * (1 << 16), 9),
+            Call([Ref(9)] * 20_000, ())]
+
+
+@attack('builds more bytes than the file holds')
+@crafted
+def counter_copies(marker):
+    """One dict of 1,000 counts, passed to Counter 20,000 times by memo
+    reference (13 bytes a call): 20 million entries from 300 kB."""
+    counts = Put({i: 1 for i in range(1000)}, 9)
+    return [history_buffer(), counts, Put(COUNTER, 8)] + [
+        Call(Ref(8), (Ref(9), ))] * 20_000
+
+
+@attack('builds more bytes than the file holds')
+@crafted
+def namespace_copies(marker):
+    state = Put({f'a{i}': 0 for i in range(1000)}, 9)
+    return [state, Put(NAMESPACE, 8)] + [Build(New(Ref(8)), Ref(9))] * 20_000
+
+
+@attack('builds more bytes than the file holds')
+@crafted
+def metadata_rechecks(marker):
+    """One _metadata of 1,000 modules shared by 20,000 state dicts: each
+    check walked all of it (minutes of CPU from a few hundred kB)."""
+    metadata = Put({f'm{i}': {'version': 1} for i in range(1000)}, 9)
+    return [history_buffer(), metadata, Put(ORDERED_DICT, 8)] + [
+        Build(Call(Ref(8), ()), {'_metadata': Ref(9)})] * 20_000
+
+
+@attack('is a zip bomb')
+def zip_bomb(path, marker):
+    """data.pkl deflated: 256 MiB of pickle in a 250 kB file (torch's reader
+    unpacks it whole)."""
+    with zipfile.ZipFile(path, 'w', zipfile.ZIP_DEFLATED) as archive:
+        with archive.open('archive/data.pkl', 'w', force_zip64=True) as f:
+            f.write(b'\x80\x02X' + struct.pack('<I', 1 << 28))
+            for _ in range(256):
+                f.write(bytes(1 << 20))
+            f.write(b'.')
+        archive.writestr('archive/version', '3\n')
+
+
 @pytest.fixture(scope='module')
 def attack_files(tmp_path_factory):
     """name -> (crafted file, marker path that a payload would create)."""
@@ -536,6 +649,54 @@ def test_not_a_checkpoint(tmp_path, content, reason):
         load_local_checkpoint(str(path))
     assert f'checkpoint {path} ' in str(info.value)
     assert reason in str(info.value)
+
+
+def test_unreadable_file_is_refused(tmp_path):
+    """A regular file whose read fails (/proc/self/mem: EIO) is one
+    CheckpointError naming it."""
+    link = tmp_path / 'mem.pth'
+    link.symlink_to('/proc/self/mem')
+    with pytest.raises(CheckpointError,
+                       match=re.escape(f'checkpoint {link} cannot be read')):
+        load_local_checkpoint(str(link))
+
+
+@pytest.mark.parametrize('depth', [1000, 1001])
+def test_tuple_nesting_limit(depth):
+    """mmcot's reader takes tuples nested as deep as MAX_TUPLE_NESTING as a
+    dict key and refuses one level more, before building any."""
+    data = b'\x80\x02}' + b')' + b'\x85' * (depth - 1) + b'K\x01s.'
+    assert checkpoint_unpickler.MAX_TUPLE_NESTING == 1000
+    if depth > 1000:
+        with pytest.raises(pickle.UnpicklingError,
+                           match='nests tuples more than 1000 deep'):
+            checkpoint_unpickler.load(io.BytesIO(data))
+        return
+    loaded = checkpoint_unpickler.load(io.BytesIO(data))
+    [(key, value)] = loaded.items()
+    levels = 0
+    while key != ():
+        key, = key
+        levels += 1
+    assert (levels + 1, value) == (depth, 1)
+
+
+@pytest.mark.parametrize('config', [
+    'configs/cotnet/cotnet50_8xb64_in1k.py',
+    'configs/mask_rcnn/mask-rcnn_cotnet50_fpn_syncbn_ms-1x_coco.py',
+    'configs/upernet/upernet_cotnet-tiny_1xb8-3k_shapes-128x128.py',
+])
+def test_runner_checkpoint_with_a_saved_config_loads(config, tmp_path):
+    """The config text MMEngine saves in a checkpoint (pretty_text) is plain
+    data: such a checkpoint loads and its config reads back."""
+    from mmengine.config import Config
+    text = Config.fromfile(osp.join(REPO, config)).pretty_text
+    path = str(tmp_path / 'epoch_1.pth')
+    torch.save(runner_checkpoint(text), path)
+    checkpoint = load_local_checkpoint(path)
+    assert checkpoint['meta']['config'] == text
+    assert Config.fromstring(text, '.py').model == Config.fromfile(
+        osp.join(REPO, config)).model
 
 
 def test_wrong_argument_type():
