@@ -1,5 +1,6 @@
 from .checkpoint import (CheckpointError, check_checkpoint_matches,
-                         load_local_checkpoint, register_checkpoint_loader)
+                         load_local_checkpoint, load_runner_checkpoint,
+                         register_checkpoint_loader)
 from .config import (add_runner_arguments, build_runner, check_data_roots,
                      exit_on_file_errors, parse_runner_args, prepare_config)
 from .interrupted_runs import (AtomicLocalBackend, resume_checkpoint,
@@ -13,7 +14,8 @@ __all__ = [
     'AtomicLocalBackend', 'CheckpointError', 'LinearWarmupLR',
     'RecomputeBNHook', 'add_runner_arguments', 'build_runner',
     'check_checkpoint_matches', 'check_data_roots', 'exit_on_file_errors',
-    'load_local_checkpoint', 'parse_runner_args', 'prepare_config',
+    'load_local_checkpoint', 'load_runner_checkpoint', 'parse_runner_args',
+    'prepare_config',
     'recompute_bn_stats', 'register_checkpoint_loader', 'resume_checkpoint',
     'use_atomic_checkpoints'
 ]

@@ -315,10 +315,30 @@ def load_local_checkpoint(filename: Union[str, os.PathLike],
     return checkpoint
 
 
+def load_runner_checkpoint(filename: str,
+                           map_location: Optional[Any] = None) -> dict:
+    """:func:`load_local_checkpoint` for MMEngine, whose loading and resuming
+    take a checkpoint to be a dict, its ``state_dict`` (if any) a dict too:
+    anything else is one CheckpointError here rather than an AttributeError
+    in MMEngine."""
+    checkpoint = load_local_checkpoint(filename, map_location)
+    if not isinstance(checkpoint, dict):
+        raise CheckpointError(
+            f'checkpoint {filename} holds a {type(checkpoint).__name__}, '
+            'not the dict of a checkpoint (a state dict, or one under '
+            '"state_dict")')
+    state_dict = checkpoint.get('state_dict', {})
+    if not isinstance(state_dict, dict):
+        raise CheckpointError(
+            f'checkpoint {filename} holds a {type(state_dict).__name__} '
+            'under "state_dict", not a state dict')
+    return checkpoint
+
+
 def register_checkpoint_loader() -> None:
-    """Make MMEngine load local files with :func:`load_local_checkpoint`."""
+    """Make MMEngine load local files with :func:`load_runner_checkpoint`."""
     CheckpointLoader.register_scheme(prefixes='',
-                                     loader=load_local_checkpoint,
+                                     loader=load_runner_checkpoint,
                                      force=True)
 
 

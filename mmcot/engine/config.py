@@ -182,12 +182,17 @@ def parse_runner_args(parser: argparse.ArgumentParser) -> argparse.Namespace:
 
 def exit_on_file_errors(main: Callable[[], None]) -> None:
     """Run a tool's ``main``; a file the user named that is missing or
-    cannot be loaded (a checkpoint, a data folder) ends it with one
+    cannot be loaded (a checkpoint, a data folder), or a checkpoint that
+    holds no state dict or one that does not fit the model
+    (:class:`mmcot.models.utils.StateDictError`), ends it with one
     ``error: ...`` line and exit status 1 instead of a traceback."""
+    from mmcot.models.utils import StateDictError
+
     from .checkpoint import CheckpointError
     try:
         main()
-    except (CheckpointError, FileNotFoundError, IsADirectoryError) as error:
+    except (CheckpointError, StateDictError, FileNotFoundError,
+            IsADirectoryError) as error:
         raise SystemExit(f'error: {error}')
 
 

@@ -13,7 +13,8 @@ import pytest
 import torch
 from mmengine.logging.history_buffer import HistoryBuffer
 
-from mmcot.engine import load_local_checkpoint
+from mmcot.engine import (CheckpointError, load_local_checkpoint,
+                          load_runner_checkpoint)
 
 from ..conftest import REPO
 from .toy_runner import train_toy_runner
@@ -236,9 +237,31 @@ def test_files_torch_loads_load_as_mmengine_alone_loads_them(tmp_path):
                 CheckpointLoader.load_checkpoint(path, map_location),
                 load_from_local(path, map_location))
     assert CheckpointLoader._get_checkpoint_loader(
-        paths[0]) is load_local_checkpoint
+        paths[0]) is load_runner_checkpoint
     for url in ('http://a/b.pth', 'https://a/b.pth', 'open-mmlab://resnet50',
                 'torchvision://resnet50', 'pavi://a/b.pth', 's3://a/b.pth'):
         loader = CheckpointLoader._get_checkpoint_loader(url)
-        assert loader is not load_local_checkpoint, url
+        assert loader is not load_runner_checkpoint, url
         assert loader.__module__ == 'mmengine.runner.checkpoint', url
+
+
+@pytest.mark.parametrize('content, found', [
+    ([torch.zeros(2)], 'holds a list, not the dict of a checkpoint (a state '
+     'dict, or one under "state_dict")'),
+    (torch.zeros(2), 'holds a Tensor, not the dict of a checkpoint (a state '
+     'dict, or one under "state_dict")'),
+    ({'state_dict': [torch.zeros(2)]},
+     'holds a list under "state_dict", not a state dict'),
+])
+def test_mmengine_refuses_what_is_not_a_checkpoint(content, found, tmp_path):
+    """MMEngine's loading and resuming index a checkpoint as a dict: a file
+    holding a list or a tensor (which torch.load reads) is one
+    CheckpointError from the loader mmcot registers, not an AttributeError
+    inside MMEngine; load_local_checkpoint itself returns what it holds."""
+    from mmengine.runner.checkpoint import CheckpointLoader
+    path = str(tmp_path / 'odd.pth')
+    torch.save(content, path)
+    with pytest.raises(CheckpointError) as info:
+        CheckpointLoader.load_checkpoint(path, 'cpu')
+    assert str(info.value) == f'checkpoint {path} {found}'
+    assert type(load_local_checkpoint(path)) is type(content)

@@ -1,4 +1,5 @@
 import copy
+import re
 
 import pytest
 import torch
@@ -7,9 +8,11 @@ from mmengine.registry import MODELS
 from torch.nn.modules.batchnorm import _BatchNorm
 
 import mmcot.models  # noqa: F401
+from mmcot.engine import CheckpointError
 from mmcot.models import CoTNet, CoTNeXt, SECoTNetD
 from mmcot.models.layers import (BlurPool2d, CoTLayer, CoXtLayer,
                                  SplitAttentionConv)
+from mmcot.models.utils import StateDictError, load_state_dict_from
 
 from .batch_norms import randomize_batch_norms
 
@@ -208,6 +211,73 @@ def test_pretrained_in_an_init_cfg_list_is_strict(cls, tmp_path):
     model = small(cls, init_cfg=init_cfg(bad))
     with pytest.raises(ValueError, match='missing keys: layer3.1'):
         model.init_weights()
+
+
+# checkpoints that load (tensors and containers only) but hold no state
+# dict: name -> (content, what the message says about it); what is no dict,
+# or holds none under 'state_dict', is refused by the loader mmcot registers
+# with MMEngine (a CheckpointError), the rest by extract_state_dict
+MALFORMED = {
+    'list': ([1, 2], 'holds a list, not the dict of a checkpoint'),
+    'tensor': (torch.zeros(2), 'holds a Tensor, not the dict of a checkpoint'),
+    'int_key': ({1: torch.zeros(1)}, 'has a key of type int, not str'),
+    'bytes_key': ({'state_dict': {b'k': torch.zeros(1)}},
+                  "has a key of type bytes in 'state_dict', not str"),
+    'state_dict_list': ({'state_dict': [1]},
+                        'holds a list under "state_dict", not a state dict'),
+    'value_not_tensor': ({'state_dict': {'backbone.conv1.weight': 3}},
+                         "entry 'backbone.conv1.weight' is not a tensor "
+                         "(type int in 'state_dict')"),
+    'huge_key': ({'k' * 10**6: [0]}, "entry 'kkkk"),
+}
+
+
+@pytest.mark.parametrize('entry', [
+    'load_state_dict_from', 'pretrained_init_cfg', 'check_checkpoint_matches'
+])
+@pytest.mark.parametrize('name', sorted(MALFORMED))
+def test_malformed_checkpoint_is_refused_by_name(name, entry, tmp_path):
+    """A StateDictError (a ValueError) that names the file, says what was
+    expected and gives type names of what was found, not the content;
+    never an AttributeError from inside (tools/test.py's strict check and
+    a Pretrained init_cfg, with its prefix, go through the same helper)."""
+    content, said = MALFORMED[name]
+    path = str(tmp_path / f'{name}.pth')
+    torch.save(content, path)
+    if entry == 'load_state_dict_from':
+        def load():
+            load_state_dict_from(path)
+    elif entry == 'pretrained_init_cfg':
+        load = small(CoTNet,
+                     init_cfg=dict(type='Pretrained',
+                                   checkpoint=path,
+                                   prefix='backbone.')).init_weights
+    else:
+        from mmcot.engine import check_checkpoint_matches
+        model = small(CoTNet)
+
+        def load():
+            check_checkpoint_matches(model, path)
+
+    no_dict = name in ('list', 'tensor', 'state_dict_list')
+    with pytest.raises(Exception) as error:
+        load()
+    assert error.type is (CheckpointError if no_dict else StateDictError)
+    message = str(error.value)
+    assert message.startswith(f'checkpoint {path} ')
+    assert said in message
+    assert no_dict or ('expected a state dict (a dict of tensors keyed by '
+                       "str), bare or under 'state_dict'") in message
+    assert len(message) < 500
+
+
+def test_pretrained_prefix_with_no_keys_is_refused_by_name(tmp_path):
+    path = str(tmp_path / 'no_backbone.pth')
+    torch.save({'state_dict': {'head.fc.weight': torch.zeros(2, 2)}}, path)
+    with pytest.raises(StateDictError,
+                       match=re.escape(f'checkpoint {path} has no keys under '
+                                       "the prefix 'backbone.'")):
+        load_state_dict_from(path, prefix='backbone')
 
 
 def test_cot_inside_mmdet_resnet():

@@ -7,14 +7,15 @@ the official float64 outputs.
 import hashlib
 import json
 import os.path as osp
+import re
 
 import pytest
 import torch
 from mmengine.registry import MODELS
 
 import mmcot.models  # noqa: F401
-from mmcot.models.utils import (OFFICIAL_VARIANTS, convert_official_state_dict,
-                                detect_variant)
+from mmcot.models.utils import (OFFICIAL_VARIANTS, StateDictError,
+                                convert_official_state_dict, detect_variant)
 
 from .parity_formula import image, projections, state_dict
 
@@ -137,3 +138,62 @@ def test_variant_detected_from_keys(variant):
         for key, shape in load_manifest(variant).items()
     }
     assert detect_variant(shapes) == variant
+
+
+KEY_EMBED = 'layer1.0.conv2.key_embed.0.weight'
+
+
+@pytest.mark.parametrize('content, said', [
+    ({KEY_EMBED: torch.tensor(1.0)},
+     f"official checkpoint entry '{KEY_EMBED}' has shape (); expected a "
+     'convolution weight (4-d'),
+    ({KEY_EMBED: torch.zeros(64)}, f"'{KEY_EMBED}' has shape (64,)"),
+    ({1: torch.zeros(1)}, 'the official state dict has a key of type int'),
+    ({KEY_EMBED: [1]}, f"the official state dict entry '{KEY_EMBED}' is not "
+     'a tensor (type list)'),
+])
+def test_detect_variant_refuses_what_it_cannot_index(content, said):
+    """A StateDictError (a ValueError), not an IndexError from ``.shape[0]``
+    of a 0-d tensor."""
+    for convert in (detect_variant, convert_official_state_dict):
+        with pytest.raises(StateDictError) as error:
+            convert(content)
+        assert error.type is StateDictError
+        assert said in str(error.value)
+
+
+def test_convert_refuses_a_scalar_where_a_weight_is():
+    """With the variant given, the backbone check catches the shape."""
+    name = 'cotnet50_tiny'
+    official = state_dict(load_manifest(name))
+    official[KEY_EMBED] = torch.tensor(1.0)
+    with pytest.raises(StateDictError,
+                       match=re.escape(f'{KEY_EMBED}: () != (64, 16, 3, 3)')):
+        convert_official_state_dict(official, TINY_BACKBONES[name])
+
+
+@pytest.mark.parametrize('key, value, said', [
+    ('fc.bias', None, 'has fc.weight without fc.bias; expected both'),
+    ('fc.weight', None, 'has fc.bias without fc.weight; expected both'),
+    ('fc.weight', torch.tensor(1.0),
+     'fc.weight has shape () and fc.bias (10,); expected (classes, 2048) '
+     'and (classes, )'),
+    ('fc.weight', torch.zeros(10, 1024), 'fc.weight has shape (10, 1024)'),
+    ('fc.bias', torch.zeros(9), 'and fc.bias (9,); expected'),
+])
+def test_convert_refuses_a_classifier_of_the_wrong_shape(key, value, said):
+    """The classifier is outside the backbone check (any number of classes
+    converts), but must be a (classes, 2048) weight and its bias: another
+    would load into mmpretrain only in part."""
+    name = 'cotnet50_tiny'
+    official = state_dict(load_manifest(name))
+    assert tuple(official['fc.weight'].shape) == (10, 2048)
+    if value is None:
+        del official[key]
+    else:
+        official[key] = value
+    with pytest.raises(StateDictError) as error:
+        convert_official_state_dict(official, TINY_BACKBONES[name])
+    assert error.type is StateDictError
+    assert str(error.value).startswith('official checkpoint ')
+    assert said in str(error.value)

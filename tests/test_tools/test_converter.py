@@ -74,6 +74,9 @@ def test_unwrap_state_dict_variants():
         unwrap_state_dict(ema, use_ema=True)
     with pytest.raises(ValueError, match='no state_dict_ema'):
         unwrap_state_dict(dict(state_dict=weights), use_ema=True)
+    with pytest.raises(ValueError,
+                       match="state_dict_ema is a list, not a dict"):
+        unwrap_state_dict(dict(state_dict_ema=[weights]), use_ema=True)
 
 
 def test_converted_checkpoint_loads_into_mmpretrain(converted_cotnet50,
@@ -119,6 +122,8 @@ def test_ema_weights_by_default_and_the_weights_on_request(
     (dict(state_dict=dict(epoch=3)), None,
      "checkpoint entry 'epoch' is not a tensor"),
     ('cut', None, 'unknown variant: cotnet* with stage blocks (3, 4, 5, 3)'),
+    ('int_key', None, 'checkpoint has a key of type int, not str; expected '
+     'a state dict (a dict of tensors keyed by str)'),
 ])
 def test_what_cannot_be_converted_is_one_error_line(official_cotnet50,
                                                     tmp_path, content,
@@ -126,6 +131,8 @@ def test_what_cannot_be_converted_is_one_error_line(official_cotnet50,
     _, weights = official_cotnet50
     if content == 'tensor':
         content = torch.zeros(3)
+    elif content == 'int_key':
+        content = {1: torch.zeros(1)}
     elif content == 'cut':
         content = {k: v for k, v in weights.items()
                    if not k.startswith('layer3.5.')}
@@ -140,10 +147,64 @@ def test_what_cannot_be_converted_is_one_error_line(official_cotnet50,
     result = run_tool(CONVERTER, str(src), str(dst),
                       *([option] if option else []), check=False)
     assert result.returncode == 1
+    assert 'Traceback' not in result.stderr
     [line] = result.stderr.strip().splitlines()
     assert line.startswith(f'error: {src} was not converted: ')
     assert message in line
     assert os.listdir(tmp_path) == ['src.pth']
+
+
+KEY_EMBED = 'layer1.0.conv2.key_embed.0.weight'
+STATE_DICT = ("expected a state dict (a dict of tensors keyed by str), bare "
+              "or under 'state_dict', 'model' or 'state_dict_ema'")
+
+
+@pytest.mark.parametrize('content, option, said', [
+    ({1: torch.zeros(1)}, None,
+     f'was not converted: checkpoint has a key of type int, not str; '
+     f'{STATE_DICT}'),
+    ({'state_dict': {b'k': torch.zeros(1)}}, None,
+     "was not converted: checkpoint has a key of type bytes in "
+     "'state_dict', not str"),
+    ({KEY_EMBED: torch.tensor(1.0)}, None,
+     f"was not converted: official checkpoint entry '{KEY_EMBED}' has shape "
+     '(); expected a convolution weight'),
+    ({KEY_EMBED: torch.tensor(1.0)}, 'cotnet50',
+     'is not a cotnet50 checkpoint: official checkpoint keys and backbone '
+     "{'type': 'CoTNet', 'depth': 50} do not match:"),
+    ([1, 2], None, 'was not converted: it holds a list, not a checkpoint '
+     'dict'),
+    (torch.zeros(2), None, 'was not converted: it holds a Tensor, not a '
+     'checkpoint dict'),
+    ({'state_dict': [1]}, None,
+     f"was not converted: checkpoint entry 'state_dict' is a list, not a "
+     f'dict; {STATE_DICT}'),
+    ({'state_dict_ema': None}, None,
+     "checkpoint entry 'state_dict_ema' is a NoneType, not a dict"),
+    ({'model': {'conv1.weight': 'x'}}, None,
+     "checkpoint entry 'conv1.weight' is not a tensor (type str in "
+     "'model')"),
+])
+def test_crafted_checkpoint_is_an_error_naming_it(content, option, said,
+                                                  tmp_path, monkeypatch):
+    """Files torch's own reader loads (tensors and containers) but that are
+    not official state dicts: one ``error:`` line naming the file, what was
+    expected and the type of what was found; no output. In process: the
+    error line is the SystemExit the tool raises."""
+    src, dst = tmp_path / 'crafted.pth', tmp_path / 'out.pth'
+    torch.save(content, src)
+    argv = [CONVERTER, str(src), str(dst)]
+    monkeypatch.setattr(sys, 'argv',
+                        argv + (['--variant', option] if option else []))
+    with pytest.raises(SystemExit) as exit:
+        runpy.run_path(osp.join(REPO, CONVERTER), run_name='__main__')
+    line = str(exit.value.code)
+    assert line.startswith(f'error: {src} ')
+    assert said in line
+    if option is None:
+        assert '\n' not in line
+        assert len(line) < 500
+    assert os.listdir(tmp_path) == ['crafted.pth']
 
 
 def test_converted_checkpoint_initialises_a_detection_backbone(

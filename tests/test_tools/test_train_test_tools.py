@@ -68,6 +68,63 @@ def test_test_tool_refuses_a_checkpoint_of_another_model(
     assert mismatch in result.stderr
 
 
+def test_test_tool_refuses_a_checkpoint_without_a_state_dict(
+        shapes_cls, tmp_path):
+    """A file that loads (a list) but holds no state dict: one ``error:``
+    line naming it, not an AttributeError from the strict check."""
+    path = tmp_path / 'list.pth'
+    torch.save([1, 2], path)
+    result = run_tool('tools/test.py', DEMO, str(path), '--work-dir',
+                      str(tmp_path / 'work'), *demo_options(shapes_cls),
+                      check=False)
+    assert result.returncode == 1
+    assert 'Traceback' not in result.stderr
+    errors = [line for line in result.stderr.splitlines()
+              if line.startswith('error:')]
+    assert errors == [result.stderr.strip().splitlines()[-1]]
+    assert errors[0] == (f'error: checkpoint {path} holds a list, not the '
+                         'dict of a checkpoint (a state dict, or one under '
+                         '"state_dict")')
+
+
+def test_train_tool_refuses_to_resume_from_a_list(shapes_cls, tmp_path):
+    """--resume FILE of a list: MMEngine's resume indexed it as a dict
+    (AttributeError); now one ``error:`` line naming it."""
+    path = tmp_path / 'list.pth'
+    torch.save([1, 2], path)
+    result = run_tool('tools/train.py', DEMO, '--resume', str(path),
+                      '--work-dir', str(tmp_path / 'work'),
+                      *demo_options(shapes_cls), check=False)
+    assert result.returncode == 1
+    assert 'Traceback' not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        f'error: checkpoint {path} holds a list, not the dict of a '
+        'checkpoint (a state dict, or one under "state_dict")')
+
+
+@pytest.mark.parametrize('content, said', [
+    ({'state_dict': [1]}, 'holds a list under "state_dict", not a state dict'),
+    ({'state_dict': {1: torch.zeros(1)}},
+     "has a key of type int in 'state_dict', not str"),
+    ({'meta': {}, 'state_dict': {'backbone.conv1.weight': torch.zeros(1)}},
+     'do not match'),
+])
+def test_tools_end_on_a_state_dict_error_with_an_error_line(
+        content, said, tmp_path):
+    """exit_on_file_errors (tools/train.py, tools/test.py, pytorch2onnx)
+    turns the StateDictError of a checkpoint the user named (through the
+    strict check or a Pretrained init_cfg) into ``error: ...``."""
+    from mmcot.engine import check_checkpoint_matches, exit_on_file_errors
+    from mmcot.models import CoTNet
+    path = str(tmp_path / 'crafted.pth')
+    torch.save(content, path)
+    model = CoTNet(depth=50, stage_blocks=(1, 1, 1, 1))
+    with pytest.raises(SystemExit) as exit:
+        exit_on_file_errors(lambda: check_checkpoint_matches(model, path))
+    assert str(exit.value.code).startswith(f'error: checkpoint {path} ')
+    assert said in str(exit.value.code)
+
+
 def test_missing_data_root_fails_at_once(tmp_path):
     missing = str(tmp_path / 'nowhere')
     result = run_tool('tools/train.py', DEMO, '--work-dir', str(tmp_path),

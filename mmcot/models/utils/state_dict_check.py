@@ -1,14 +1,35 @@
 """Key-by-key, shape-by-shape comparison of state dicts, with a readable
-report: a checkpoint of the wrong variant must fail loudly, not load half."""
-from typing import Dict, Iterable, List, Optional
+report: a checkpoint of the wrong variant must fail loudly, not load half;
+one that is not a state dict at all (a list, a tensor, keys that are not
+strings) is refused with what was expected and the type names of what was
+found, never with an AttributeError from deep inside."""
+from typing import Any, Dict, Iterable, List, Optional, Sequence
 
 import torch
+
+
+class StateDictError(ValueError):
+    """A checkpoint's state dict that is malformed, or that does not match
+    the model it is for; the message names the file (or what was compared)
+    and says what was expected. The tools end with one ``error:`` line on
+    it (:func:`mmcot.engine.exit_on_file_errors`)."""
+
+
+def _brief(text: str, limit: int = 200) -> str:
+    """``text`` cut to ``limit`` characters: keys come from the file, and a
+    message must not grow with it."""
+    return text if len(text) <= limit else text[:limit] + '...'
+
+
+def _quoted(key: str, limit: int = 120) -> str:
+    """The repr of a key from the file, cut to ``limit`` characters."""
+    return repr(key) if len(key) <= limit else repr(key[:limit]) + '...'
 
 
 def _listing(items: List[str], limit: int = 20) -> str:
     if not items:
         return 'none'
-    shown = ', '.join(items[:limit])
+    shown = ', '.join(_brief(item) for item in items[:limit])
     return shown + (f' ... ({len(items)} in all)'
                     if len(items) > limit else '')
 
@@ -40,11 +61,70 @@ def check_state_dict(expected: Dict[str, torch.Tensor],
         if k in expected and tuple(v.shape) != tuple(expected[k].shape)
     ]
     if missing or unexpected or mismatched:
-        raise ValueError(f'{what} do not match:\n'
-                         f'  missing keys: {_listing(missing)}\n'
-                         f'  unexpected keys: {_listing(unexpected)}\n'
-                         f'  shape mismatches (given != expected): '
-                         f'{_listing(mismatched)}')
+        raise StateDictError(f'{what} do not match:\n'
+                             f'  missing keys: {_listing(missing)}\n'
+                             f'  unexpected keys: {_listing(unexpected)}\n'
+                             f'  shape mismatches (given != expected): '
+                             f'{_listing(mismatched)}')
+
+
+def extract_state_dict(checkpoint: Any,
+                       what: str,
+                       wrappers: Sequence[str] = ('state_dict', )) -> dict:
+    """The state dict in a loaded checkpoint, checked to be one.
+
+    Args:
+        checkpoint: What the checkpoint file holds.
+        what (str): Starts the messages, naming the file, e.g.
+            ``'checkpoint x.pth'``.
+        wrappers (Sequence[str]): Keys the state dict may be under, tried in
+            order; the first ``checkpoint`` has (with a value that is not a
+            tensor) is taken, or else ``checkpoint`` itself (a bare state
+            dict).
+
+    Returns:
+        dict: The state dict, a dict of tensors keyed by str.
+
+    Raises:
+        StateDictError: If ``checkpoint`` is not a dict, the entry taken is
+            not a dict, or a key of the state dict is not a str or a value
+            not a tensor. The message says what was expected and gives the
+            type names of what was found, not the file's content.
+    """
+    expected = 'expected a state dict (a dict of tensors keyed by str)'
+    if wrappers:
+        expected += ', bare or under ' + _either(wrappers)
+    if not isinstance(checkpoint, dict):
+        raise StateDictError(f'{what} holds a {type(checkpoint).__name__}, '
+                             f'not a dict; {expected}')
+    state_dict, where = checkpoint, ''
+    for wrapper in wrappers:
+        if wrapper in checkpoint and not isinstance(checkpoint[wrapper],
+                                                    torch.Tensor):
+            state_dict, where = checkpoint[wrapper], f' in {wrapper!r}'
+            if not isinstance(state_dict, dict):
+                raise StateDictError(
+                    f'{what} entry {wrapper!r} is a '
+                    f'{type(state_dict).__name__}, not a dict; {expected}')
+            break
+    for key, value in state_dict.items():
+        if not isinstance(key, str):
+            raise StateDictError(f'{what} has a key of type '
+                                 f'{type(key).__name__}{where}, not str; '
+                                 f'{expected}')
+        if not isinstance(value, torch.Tensor):
+            raise StateDictError(
+                f'{what} entry {_quoted(key)} is not a tensor '
+                f'(type {type(value).__name__}{where}); {expected}')
+    return state_dict
+
+
+def _either(names: Sequence[str]) -> str:
+    """``'a'``, ``'a' or 'b'``, ``'a', 'b' or 'c'``."""
+    quoted = [repr(name) for name in names]
+    if len(quoted) == 1:
+        return quoted[0]
+    return ', '.join(quoted[:-1]) + ' or ' + quoted[-1]
 
 
 def strip_module_prefix(state_dict: Dict[str, torch.Tensor]) -> dict:
@@ -60,14 +140,26 @@ def load_state_dict_from(path: str,
                          map_location: str = 'cpu') -> dict:
     """The state dict of a checkpoint file (under ``state_dict`` or bare),
     ``module.`` removed; with ``prefix``, only its keys under that prefix,
-    the prefix removed."""
-    from mmengine.runner.checkpoint import (_load_checkpoint,
-                                            _load_checkpoint_with_prefix)
-    if prefix is None:
-        checkpoint = _load_checkpoint(path, map_location)
-        state_dict = checkpoint.get('state_dict', checkpoint)
-    else:
-        state_dict = _load_checkpoint_with_prefix(prefix, path, map_location)
+    the prefix removed (as MMEngine's ``_load_checkpoint_with_prefix``).
+
+    Raises:
+        StateDictError: If the file holds no state dict (see
+            :func:`extract_state_dict`) or none of its keys is under
+            ``prefix``.
+    """
+    from mmengine.runner.checkpoint import _load_checkpoint
+    state_dict = extract_state_dict(_load_checkpoint(path, map_location),
+                                    f'checkpoint {path}')
+    if prefix is not None:
+        if not prefix.endswith('.'):
+            prefix += '.'
+        state_dict = {
+            key[len(prefix):]: value
+            for key, value in state_dict.items() if key.startswith(prefix)
+        }
+        if not state_dict:
+            raise StateDictError(f'checkpoint {path} has no keys under the '
+                                 f'prefix {prefix!r}')
     return strip_module_prefix(state_dict)
 
 
