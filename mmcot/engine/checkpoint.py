@@ -315,7 +315,7 @@ def load_local_checkpoint(filename: Union[str, os.PathLike],
     return checkpoint
 
 
-def load_runner_checkpoint(filename: str,
+def load_from_local_safely(filename: str,
                            map_location: Optional[Any] = None) -> dict:
     """:func:`load_local_checkpoint` for MMEngine, whose loading and resuming
     take a checkpoint to be a dict, its ``state_dict`` (if any) a dict too:
@@ -336,9 +336,9 @@ def load_runner_checkpoint(filename: str,
 
 
 def register_checkpoint_loader() -> None:
-    """Make MMEngine load local files with :func:`load_runner_checkpoint`."""
+    """Make MMEngine load local files with :func:`load_from_local_safely`."""
     CheckpointLoader.register_scheme(prefixes='',
-                                     loader=load_runner_checkpoint,
+                                     loader=load_from_local_safely,
                                      force=True)
 
 

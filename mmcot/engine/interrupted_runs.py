@@ -23,7 +23,7 @@ from mmengine.fileio.backends import LocalBackend
 from mmengine.logging import print_log
 
 from ..fileio import atomic_write
-from .checkpoint import CheckpointError, load_runner_checkpoint
+from .checkpoint import CheckpointError, load_from_local_safely
 
 ATOMIC_BACKEND = 'atomic_local'
 _CHECKPOINT_NAME = re.compile(r'^(epoch|iter)_(\d+)\.pth$')
@@ -64,7 +64,7 @@ def use_atomic_checkpoints(cfg: Config) -> None:
 def _checkpoint_problem(path: str) -> Optional[str]:
     """Why ``path`` cannot be resumed from, or None if it loads."""
     try:
-        checkpoint = load_runner_checkpoint(path)
+        checkpoint = load_from_local_safely(path)
     except (CheckpointError, OSError) as e:
         return str(e)
     if 'state_dict' not in checkpoint:

@@ -13,8 +13,8 @@ import pytest
 import torch
 from mmengine.logging.history_buffer import HistoryBuffer
 
-from mmcot.engine import (CheckpointError, load_local_checkpoint,
-                          load_runner_checkpoint)
+from mmcot.engine import (CheckpointError, load_from_local_safely,
+                          load_local_checkpoint)
 
 from ..conftest import REPO
 from .toy_runner import train_toy_runner
@@ -237,11 +237,11 @@ def test_files_torch_loads_load_as_mmengine_alone_loads_them(tmp_path):
                 CheckpointLoader.load_checkpoint(path, map_location),
                 load_from_local(path, map_location))
     assert CheckpointLoader._get_checkpoint_loader(
-        paths[0]) is load_runner_checkpoint
+        paths[0]) is load_from_local_safely
     for url in ('http://a/b.pth', 'https://a/b.pth', 'open-mmlab://resnet50',
                 'torchvision://resnet50', 'pavi://a/b.pth', 's3://a/b.pth'):
         loader = CheckpointLoader._get_checkpoint_loader(url)
-        assert loader is not load_runner_checkpoint, url
+        assert loader is not load_from_local_safely, url
         assert loader.__module__ == 'mmengine.runner.checkpoint', url
 
 
