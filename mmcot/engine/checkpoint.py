@@ -38,6 +38,8 @@ from typing import Any, Optional, Union
 import torch
 from mmengine.runner.checkpoint import CheckpointLoader
 
+from mmcot.untrusted_text import describe, describe_error, shorten
+
 from . import checkpoint_unpickler
 
 #: How many times larger than stored a compressed archive entry may unpack.
@@ -112,7 +114,7 @@ def _check_archive(filename: str, data: bytes) -> bytes:
                         _MAX_UNPACKING * entry.compress_size + (1 << 20)):
                     raise CheckpointError(
                         f'checkpoint {filename} is a zip bomb: its entry '
-                        f'{entry.filename[:100]!r} unpacks '
+                        f'{describe(entry.filename, 100)} unpacks '
                         f'{entry.compress_size} bytes into '
                         f'{entry.file_size}')
             pickles = [e for e in entries
@@ -183,7 +185,7 @@ def _unsafe_config(text: Any) -> Optional[str]:
                     f'{statement.lineno}, not only assignments')
         name = statement.targets[0].id
         if name.startswith('__') or name in ('_base_', 'dict'):
-            return f'assigns {name[:40]} (line {statement.lineno})'
+            return f'assigns {shorten(name, 40)} (line {statement.lineno})'
         try:
             values[name] = _config_literal(statement.value)
         except (ValueError, RecursionError) as error:
@@ -192,7 +194,7 @@ def _unsafe_config(text: Any) -> Optional[str]:
     imports = imports.get('imports', []) if type(imports) is dict else []
     for module in [imports] if type(imports) is str else imports:
         if type(module) is not str or module not in sys.modules:
-            return (f'imports {str(module)[:60]!r} through custom_imports, '
+            return (f'imports {describe(module)} through custom_imports, '
                     'a module this process has not imported')
     return None
 
@@ -233,7 +235,7 @@ def _load_bytes(filename: str, data: bytes, map_location: Any) -> Any:
             raise CheckpointError(
                 f'checkpoint {filename} is not a torch.save zip archive, and '
                 'torch\'s weights-only reader of its older formats refused '
-                f'it: {type(error).__name__}: {str(error).strip()[:500]}'
+                f'it: {describe_error(error, 500)}'
             ) from None
     records = torch._C.PyTorchFileReader(io.BytesIO(data)).get_all_records()
     if 'constants.pkl' in records:
@@ -309,8 +311,8 @@ def load_local_checkpoint(filename: Union[str, os.PathLike],
     except Exception as error:  # torch's zip and storage readers
         raise CheckpointError(
             f'checkpoint {filename} is not a readable torch.save checkpoint '
-            f'(truncated or corrupted?): {type(error).__name__}: '
-            f'{str(error).strip()[:500]}') from None
+            f'(truncated or corrupted?): {describe_error(error, 500)}'
+        ) from None
     _check_runner_config(filename, checkpoint)
     return checkpoint
 

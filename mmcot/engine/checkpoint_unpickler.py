@@ -44,6 +44,8 @@ import numpy as np
 import torch
 from mmengine.logging.history_buffer import HistoryBuffer
 
+from mmcot.untrusted_text import describe, describe_error
+
 #: The longest message-hub history accepted (MMEngine's default
 #: ``max_length`` is 1,000,000).
 MAX_HISTORY_LENGTH = 10_000_000
@@ -81,32 +83,9 @@ def _type_name(value: Any) -> str:
     return type(value).__qualname__
 
 
-def _brief(value: Any, width: int = 60, depth: int = 2) -> str:
-    """A description of a value from the file for a message, at most about
-    ``width`` characters, made without the value's full ``repr`` (which a
-    file can make as large as it likes through shared references)."""
-    if type(value) in (str, bytes):
-        text = repr(value[:width])
-    elif type(value) in (float, bool, type(None)) or (
-            type(value) is int and value.bit_length() <= 64):
-        text = repr(value)
-    elif type(value) is _Global:
-        text = value.name
-    elif type(value) is tuple and depth > 0:
-        items = [_brief(item, width, depth - 1) for item in value[:5]]
-        text = f'({", ".join(items + ["..."] * (len(value) > 5))})'
-    else:
-        text = f'a {_type_name(value)}'
-    return text if len(text) <= width else text[:width] + '...'
-
-
-def _error_text(error: BaseException) -> str:
-    """``error`` for a message: its type, and its text where that is one
-    string (a KeyError's argument is the key, any object of the file)."""
-    args = error.args
-    if len(args) == 1 and type(args[0]) is str:
-        return f'{type(error).__name__}: {args[0][:200]}'
-    return type(error).__name__
+def _brief(value: Any, width: int = 60) -> str:
+    """:func:`mmcot.untrusted_text.describe`, naming an allowed global."""
+    return value.name if type(value) is _Global else describe(value, width)
 
 
 class _Global:
@@ -529,8 +508,8 @@ class Unpickler:
         except (TypeError, ValueError, IndexError, KeyError, AttributeError,
                 OverflowError, RecursionError, struct.error) as error:
             raise pickle.UnpicklingError(
-                f'malformed pickle at byte {self._pos}: {_error_text(error)}'
-            ) from None
+                f'malformed pickle at byte {self._pos}: '
+                f'{describe_error(error)}') from None
         if self._unbuilt:
             _refuse(f'{self._unbuilt} object(s) of the pickle were used '
                     'before they were built')

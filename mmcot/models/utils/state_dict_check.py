@@ -7,6 +7,8 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence
 
 import torch
 
+from mmcot.untrusted_text import describe, shorten
+
 
 class StateDictError(ValueError):
     """A checkpoint's state dict that is malformed, or that does not match
@@ -15,21 +17,10 @@ class StateDictError(ValueError):
     it (:func:`mmcot.engine.exit_on_file_errors`)."""
 
 
-def _brief(text: str, limit: int = 200) -> str:
-    """``text`` cut to ``limit`` characters: keys come from the file, and a
-    message must not grow with it."""
-    return text if len(text) <= limit else text[:limit] + '...'
-
-
-def _quoted(key: str, limit: int = 120) -> str:
-    """The repr of a key from the file, cut to ``limit`` characters."""
-    return repr(key) if len(key) <= limit else repr(key[:limit]) + '...'
-
-
 def _listing(items: List[str], limit: int = 20) -> str:
     if not items:
         return 'none'
-    shown = ', '.join(_brief(item) for item in items[:limit])
+    shown = ', '.join(shorten(item) for item in items[:limit])
     return shown + (f' ... ({len(items)} in all)'
                     if len(items) > limit else '')
 
@@ -114,7 +105,7 @@ def extract_state_dict(checkpoint: Any,
                                  f'{expected}')
         if not isinstance(value, torch.Tensor):
             raise StateDictError(
-                f'{what} entry {_quoted(key)} is not a tensor '
+                f'{what} entry {describe(key, 120)} is not a tensor '
                 f'(type {type(value).__name__}{where}); {expected}')
     return state_dict
 

@@ -1,0 +1,44 @@
+"""Values from untrusted files (checkpoints, configs) in messages: cut to a
+bounded length, and described without calling anything of theirs (a
+value's full ``repr`` can be as large as the file makes it through shared
+references)."""
+from typing import Any
+
+_PLAIN = (float, bool, type(None))
+
+
+def shorten(text: str, limit: int = 200) -> str:
+    """``text`` cut to ``limit`` characters, ``...`` marking a cut."""
+    return text if len(text) <= limit else text[:limit] + '...'
+
+
+def describe(value: Any, width: int = 60, depth: int = 2) -> str:
+    """At most about ``width`` characters saying what ``value`` is.
+
+    Strings and bytes show as their (cut) repr, numbers and None as
+    themselves (ints of up to 64 bits), tuples as their first five items
+    (``depth`` levels deep), anything else by its type name. Only exact
+    built-in types are shown by value, so no ``__repr__`` of the value's
+    runs.
+    """
+    if type(value) in (str, bytes):
+        text = repr(value[:width])
+    elif type(value) in _PLAIN or (type(value) is int
+                                   and value.bit_length() <= 64):
+        text = repr(value)
+    elif type(value) is tuple and depth > 0:
+        items = [describe(item, width, depth - 1) for item in value[:5]]
+        text = f'({", ".join(items + ["..."] * (len(value) > 5))})'
+    else:
+        text = f'a {type(value).__qualname__}'
+    return shorten(text, width)
+
+
+def describe_error(error: BaseException, limit: int = 200) -> str:
+    """``error`` for a message: its type, then its text (cut to ``limit``)
+    where that is one string; other arguments (a KeyError's is the key,
+    any object of the file) are left out."""
+    args = error.args
+    if len(args) == 1 and type(args[0]) is str and args[0].strip():
+        return f'{type(error).__name__}: {shorten(args[0].strip(), limit)}'
+    return type(error).__name__
