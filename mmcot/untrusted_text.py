@@ -2,7 +2,7 @@
 bounded length, and described without calling anything of theirs (a
 value's full ``repr`` can be as large as the file makes it through shared
 references)."""
-from typing import Any
+from typing import Any, Callable, Optional
 
 _PLAIN = (float, bool, type(None))
 
@@ -12,22 +12,31 @@ def shorten(text: str, limit: int = 200) -> str:
     return text if len(text) <= limit else text[:limit] + '...'
 
 
-def describe(value: Any, width: int = 60, depth: int = 2) -> str:
+def describe(value: Any,
+             width: int = 60,
+             depth: int = 2,
+             name: Optional[Callable[[Any], Optional[str]]] = None) -> str:
     """At most about ``width`` characters saying what ``value`` is.
 
     Strings and bytes show as their (cut) repr, numbers and None as
     themselves (ints of up to 64 bits), tuples as their first five items
     (``depth`` levels deep), anything else by its type name. Only exact
     built-in types are shown by value, so no ``__repr__`` of the value's
-    runs.
+    runs. ``name``, if given, names the values it knows (a reader's own
+    objects), the items of tuples included; None for the others.
     """
-    if type(value) in (str, bytes):
+    known = name(value) if name is not None else None
+    if known is not None:
+        text = known
+    elif type(value) in (str, bytes):
         text = repr(value[:width])
     elif type(value) in _PLAIN or (type(value) is int
                                    and value.bit_length() <= 64):
         text = repr(value)
     elif type(value) is tuple and depth > 0:
-        items = [describe(item, width, depth - 1) for item in value[:5]]
+        items = [
+            describe(item, width, depth - 1, name) for item in value[:5]
+        ]
         text = f'({", ".join(items + ["..."] * (len(value) > 5))})'
     else:
         text = f'a {type(value).__qualname__}'

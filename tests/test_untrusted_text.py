@@ -51,6 +51,16 @@ def test_describe_names_other_values_by_type_without_calling_them():
     assert describe(OrderedDict(a=1)) == 'a OrderedDict'
 
 
+def test_name_hook_names_known_values_in_tuples_too():
+
+    def name(value):
+        return 'os.system' if value is _LoudRepr else None
+
+    assert describe(_LoudRepr, name=name) == 'os.system'
+    assert describe((_LoudRepr, 'x'), name=name) == "(os.system, 'x')"
+    assert describe(3, name=name) == '3'
+
+
 def test_nested_tuples_stop_at_depth():
     nested = ((((1, ), ), ), )
     assert describe(nested) == '((a tuple))'

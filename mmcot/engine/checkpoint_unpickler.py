@@ -83,9 +83,13 @@ def _type_name(value: Any) -> str:
     return type(value).__qualname__
 
 
+def _global_name(value: Any) -> Optional[str]:
+    return value.name if type(value) is _Global else None
+
+
 def _brief(value: Any, width: int = 60) -> str:
-    """:func:`mmcot.untrusted_text.describe`, naming an allowed global."""
-    return value.name if type(value) is _Global else describe(value, width)
+    """:func:`mmcot.untrusted_text.describe`, naming the allowed globals."""
+    return describe(value, width, name=_global_name)
 
 
 class _Global:
