@@ -45,9 +45,15 @@ def describe(value: Any,
 
 def describe_error(error: BaseException, limit: int = 200) -> str:
     """``error`` for a message: its type, then its text (cut to ``limit``)
-    where that is one string; other arguments (a KeyError's is the key,
-    any object of the file) are left out."""
+    where that is one string, or an OSError's number and reason (not its
+    file names); other arguments (a KeyError's is the key, any object of
+    the file) are left out."""
+    if isinstance(error, OSError) and type(error.errno) is int and type(
+            error.strerror) is str:
+        return (f'{type(error).__name__}: [Errno {error.errno}] '
+                f'{shorten(error.strerror, limit)}')
     args = error.args
     if len(args) == 1 and type(args[0]) is str and args[0].strip():
-        return f'{type(error).__name__}: {shorten(args[0].strip(), limit)}'
+        text = ' '.join(args[0].split())  # one line
+        return f'{type(error).__name__}: {shorten(text, limit)}'
     return type(error).__name__

@@ -76,4 +76,8 @@ def test_describe_error_keeps_text_but_not_file_objects():
     assert describe_error(KeyError(_LoudRepr())) == 'KeyError'
     assert describe_error(KeyError('key', 'other')) == 'KeyError'
     assert describe_error(EOFError()) == 'EOFError'
+    assert describe_error(PermissionError(13, 'Permission denied',
+                                          '/x/y.pth')) == \
+        'PermissionError: [Errno 13] Permission denied'
+    assert describe_error(OSError(5, _LoudRepr())) == 'OSError'
     assert _LoudRepr.calls == 0

@@ -1,23 +1,11 @@
 #!/usr/bin/env bash
 # Distributed evaluation:
 #   bash tools/dist_test.sh CONFIG CHECKPOINT GPUS [test.py options]
-CONFIG=$1
-CHECKPOINT=$2
-GPUS=$3
-NNODES=${NNODES:-1}
-NODE_RANK=${NODE_RANK:-0}
-PORT=${PORT:-29500}
-MASTER_ADDR=${MASTER_ADDR:-"127.0.0.1"}
-PYTHON=${PYTHON:-python}
-
-PYTHONPATH="$(dirname "$0")/..":$PYTHONPATH \
-"$PYTHON" -m torch.distributed.run \
-    --nnodes="$NNODES" \
-    --node_rank="$NODE_RANK" \
-    --master_addr="$MASTER_ADDR" \
-    --nproc_per_node="$GPUS" \
-    --master_port="$PORT" \
-    "$(dirname "$0")/test.py" \
-    "$CONFIG" \
-    "$CHECKPOINT" \
+# (NNODES, NODE_RANK, MASTER_ADDR, PORT, PYTHON: see dist_run.sh)
+if [ $# -lt 3 ]; then
+  echo "error: expected CONFIG CHECKPOINT GPUS [test.py options], got $#" \
+       "argument(s)" >&2
+  exit 2
+fi
+exec bash "$(dirname "$0")/dist_run.sh" test.py "$3" "$1" "$2" \
     --launcher pytorch "${@:4}"

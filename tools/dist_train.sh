@@ -2,21 +2,10 @@
 # Distributed training on one or several nodes:
 #   bash tools/dist_train.sh CONFIG GPUS [train.py options]
 # On a machine without GPUs, GPUS processes train on the CPU (gloo).
-CONFIG=$1
-GPUS=$2
-NNODES=${NNODES:-1}
-NODE_RANK=${NODE_RANK:-0}
-PORT=${PORT:-29500}
-MASTER_ADDR=${MASTER_ADDR:-"127.0.0.1"}
-PYTHON=${PYTHON:-python}
-
-PYTHONPATH="$(dirname "$0")/..":$PYTHONPATH \
-"$PYTHON" -m torch.distributed.run \
-    --nnodes="$NNODES" \
-    --node_rank="$NODE_RANK" \
-    --master_addr="$MASTER_ADDR" \
-    --nproc_per_node="$GPUS" \
-    --master_port="$PORT" \
-    "$(dirname "$0")/train.py" \
-    "$CONFIG" \
-    --launcher pytorch "${@:3}"
+# (NNODES, NODE_RANK, MASTER_ADDR, PORT, PYTHON: see dist_run.sh)
+if [ $# -lt 2 ]; then
+  echo "error: expected CONFIG GPUS [train.py options], got $# argument(s)" >&2
+  exit 2
+fi
+exec bash "$(dirname "$0")/dist_run.sh" train.py "$2" "$1" --launcher pytorch \
+    "${@:3}"

@@ -4,6 +4,11 @@
 # runs tools/TOOL with PYTHON (default python) as GPUS tasks (default 8),
 # GPUS_PER_NODE per node (8) with CPUS_PER_TASK cores each (5), adding
 # SRUN_ARGS to srun's options.
+if ! command -v srun > /dev/null; then
+  echo "error: srun not found: the slurm_*.sh tools run on a Slurm" \
+       "cluster (dist_train.sh / dist_test.sh run on one machine)" >&2
+  exit 2
+fi
 set -x
 TOOL=$1
 PARTITION=$2

@@ -12,16 +12,16 @@ Classification, detection and segmentation configs take the same options;
 the config's ``default_scope`` picks mmpretrain's, mmdet's or mmseg's hooks
 and TTA models.
 """
-import argparse
 import contextlib
 
 import mmengine
-from mmengine.config import Config
 from mmengine.dist import is_main_process
 
+from mmcot.cli import ToolArgumentParser
 from mmcot.engine import (add_runner_arguments, build_runner,
                           check_checkpoint_matches, exit_on_file_errors,
-                          parse_runner_args, prepare_config)
+                          load_config, parse_runner_args, prepare_config,
+                          require_config_keys)
 from mmcot.engine.test_time import (check_test_options,
                                     dump_predictions_metric, enable_tta,
                                     enable_visualization)
@@ -29,7 +29,7 @@ from mmcot.fileio import atomic_path, atomic_write
 
 
 def parse_args():
-    parser = argparse.ArgumentParser(description='Test (evaluate) a model')
+    parser = ToolArgumentParser(description='Test (evaluate) a model')
     parser.add_argument('config', help='test config file path')
     parser.add_argument('checkpoint', help='checkpoint file')
     parser.add_argument(
@@ -76,7 +76,9 @@ def parse_args():
 
 def main():
     args = parse_args()
-    cfg = Config.fromfile(args.config)
+    cfg = load_config(args.config)
+    require_config_keys(cfg, args.config,
+                        ('model', 'test_dataloader', 'test_cfg'))
     cfg.load_from = args.checkpoint
     if args.amp:
         cfg.test_cfg.fp16 = True

@@ -7,17 +7,17 @@ segmentation).
 The config's ``default_scope`` (``mmpretrain``, ``mmdet`` or ``mmseg``)
 decides which library's registries build the model, datasets and metrics.
 """
-import argparse
 
-from mmengine.config import Config
 
+from mmcot.cli import ToolArgumentParser
 from mmcot.engine import (add_runner_arguments, build_runner,
-                          exit_on_file_errors, parse_runner_args,
-                          prepare_config, resume_checkpoint)
+                          exit_on_file_errors, load_config, parse_runner_args,
+                          prepare_config, require_config_keys,
+                          resume_checkpoint)
 
 
 def parse_args():
-    parser = argparse.ArgumentParser(description='Train a model')
+    parser = ToolArgumentParser(description='Train a model')
     parser.add_argument('config', help='train config file path')
     parser.add_argument(
         '--resume',
@@ -42,7 +42,9 @@ def parse_args():
 
 def main():
     args = parse_args()
-    cfg = Config.fromfile(args.config)
+    cfg = load_config(args.config)
+    require_config_keys(cfg, args.config,
+                        ('model', 'train_dataloader', 'optim_wrapper'))
     if args.no_validate:
         cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
     if args.amp:

@@ -7,7 +7,9 @@ import os.path as osp
 from typing import Callable, Iterable, Iterator, Optional, Tuple
 
 import torch
-from mmengine.config import Config, DictAction
+from mmengine.config import Config
+
+from mmcot.cli import CfgOptionsAction
 
 from .interrupted_runs import use_atomic_checkpoints
 
@@ -152,6 +154,8 @@ def prepare_config(
         _init_cpu_process_group(cfg)
     if not cfg.get('val_cfg'):
         splits = [s for s in splits if s != 'val']
+    require_config_keys(cfg, config_path, ['model'] +
+                        [f'{split}_dataloader' for split in splits])
     check_data_roots(cfg, splits)
     if 'train' in splits and not cfg.get('resume'):
         check_pretrained_checkpoints(cfg)
@@ -164,7 +168,7 @@ def add_runner_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         '--cfg-options',
         nargs='+',
-        action=DictAction,
+        action=CfgOptionsAction,
         help='override config settings, key=value pairs')
     parser.add_argument(
         '--launcher',
@@ -180,9 +184,39 @@ def parse_runner_args(parser: argparse.ArgumentParser) -> argparse.Namespace:
     return args
 
 
+class ConfigError(ValueError):
+    """A config that lacks what a tool needs of it."""
+
+
+def load_config(config_path: str) -> Config:
+    """``Config.fromfile``, with :class:`ConfigError` naming the file for a
+    config that does not parse or is of a type MMEngine does not read."""
+    try:
+        return Config.fromfile(config_path)
+    except SyntaxError as error:
+        raise ConfigError(f'config {config_path}, line {error.lineno}: '
+                          f'{error.msg}') from None
+    except OSError as error:
+        if osp.isfile(config_path):  # MMEngine's OSError for its suffixes
+            raise ConfigError(f'config {config_path}: {error}') from None
+        raise
+
+
+def require_config_keys(cfg: Config, config_path: str,
+                        keys: Iterable[str]) -> None:
+    """Raise :class:`ConfigError` naming the first of ``keys`` that ``cfg``
+    (loaded from ``config_path``) does not set."""
+    for key in keys:
+        if cfg.get(key) is None:
+            raise ConfigError(
+                f'config {config_path} sets no {key}: give a config of '
+                'mmcot, mmpretrain, mmdet or mmseg that does')
+
+
 def exit_on_file_errors(main: Callable[[], None]) -> None:
-    """Run a tool's ``main``; a file the user named that is missing or
-    cannot be loaded (a checkpoint, a data folder), or a checkpoint that
+    """Run a tool's ``main``; a file the user named that is missing, cannot
+    be read or written or loaded (a checkpoint, a config with a syntax
+    error or without a model, a data or work folder), or a checkpoint that
     holds no state dict or one that does not fit the model
     (:class:`mmcot.models.utils.StateDictError`), ends it with one
     ``error: ...`` line and exit status 1 instead of a traceback."""
@@ -191,9 +225,10 @@ def exit_on_file_errors(main: Callable[[], None]) -> None:
     from .checkpoint import CheckpointError
     try:
         main()
-    except (CheckpointError, StateDictError, FileNotFoundError,
-            IsADirectoryError) as error:
-        raise SystemExit(f'error: {error}')
+    except (CheckpointError, StateDictError, ConfigError, OSError,
+            SyntaxError) as error:
+        text = ' '.join(str(error).split())  # one line
+        raise SystemExit(f'error: {text}')
 
 
 def build_runner(cfg: Config):

@@ -40,6 +40,11 @@ def check_test_options(out: Optional[str], out_item: Optional[str],
         if not osp.isdir(folder):
             raise ValueError(f'--out {out}: the folder {folder} does not '
                              'exist')
+        if osp.isdir(out):
+            raise ValueError(f'--out {out} is a folder, not a file name')
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise ValueError(f'--out {out}: the folder {folder} is not '
+                             'writable')
     if show and sys.platform.startswith('linux') and not (
             os.environ.get('DISPLAY') or os.environ.get('WAYLAND_DISPLAY')):
         raise ValueError('--show opens a window, and this session has no '
@@ -108,6 +113,8 @@ def enable_visualization(cfg: Config,
             'the config has no default_hooks.visualization to draw with; '
             "add visualization=dict(type='VisualizationHook') "
             "(mmpretrain) or dict(type='DetVisualizationHook') (mmdet)")
+    if show_dir and osp.exists(show_dir) and not osp.isdir(show_dir):
+        raise ValueError(f'--show-dir {show_dir} is a file, not a folder')
     out_dir = osp.abspath(show_dir) if show_dir else None
     if cfg.get('default_scope') == 'mmdet':
         # an absolute folder: mmdet joins it to work_dir/timestamp otherwise

@@ -8,10 +8,14 @@ weights shared by the channels of a weight group::
 
 with zero padding, where ``window_k`` reads ``input`` at row
 ``y*stride - padding + (k // K)*dilation`` and column
-``x*stride - padding + (k % K)*dilation``.
+``x*stride - padding + (k % K)*dilation``. A tap that reads the padding
+adds nothing: the compiled kernels do not read its weight, so a NaN or inf
+weight there does not reach the output (in the pure-PyTorch versions it
+does, as ``0 * nan``).
 These are the semantics of the official CoTNet CUDA kernel
 (``LocalConvolution``), heads and stride included.
 """
+import operator
 from typing import Optional, Sequence, Tuple, Union
 
 import torch
@@ -27,12 +31,30 @@ _KERNEL_DTYPES = {
 }
 
 
+_MAX_INT_ARG = 2**31 - 1
+
+
+def _as_int(value) -> Optional[int]:
+    """``value`` as an int if it is an integer other than a bool (Python,
+    NumPy, or a 0-d integer tensor), else None."""
+    if isinstance(value, bool):
+        return None
+    try:
+        return operator.index(value)
+    except TypeError:
+        return None
+
+
 def _pair_arg(value: IntPair, name: str, minimum: int) -> Tuple[int, int]:
-    pair = (value, value) if isinstance(value, int) else tuple(value)
-    if (len(pair) != 2 or not all(isinstance(v, int) for v in pair)
-            or any(v < minimum for v in pair)):
-        raise ValueError(f'{name} must be an int or a pair of ints >= '
-                         f'{minimum}, got {value!r}')
+    """``value``, an int or a pair of ints in [minimum, 2**31 - 1], as a
+    pair; a ValueError naming ``name`` otherwise."""
+    items = tuple(value) if isinstance(value,
+                                       (tuple, list)) else (value, value)
+    pair = tuple(_as_int(v) for v in items)
+    if (len(pair) != 2 or None in pair
+            or any(not minimum <= v <= _MAX_INT_ARG for v in pair)):
+        raise ValueError(f'{name} must be an int or a pair of ints in '
+                         f'[{minimum}, 2**31 - 1], got {value!r}')
     return pair
 
 
@@ -76,7 +98,10 @@ def _check_args(input: torch.Tensor, weight: torch.Tensor,
     if weight.shape[0] != n:
         raise ValueError(f'weight batch size {weight.shape[0]} does not '
                          f'match input batch size {n}')
-    if weight.shape[1] < 1 or weight.shape[2] < 1 or c % weight.shape[2]:
+    if weight.shape[1] < 1:
+        raise ValueError(f'weight must have at least one head (dim 1), got '
+                         f'shape {tuple(weight.shape)}')
+    if weight.shape[2] < 1 or c % weight.shape[2]:
         raise ValueError(f'input channels C={c} must be divisible by the '
                          f'weight groups G={weight.shape[2]} (weight dim 2)')
     if tuple(weight.shape) != expected:
@@ -105,6 +130,9 @@ def local_aggregation_reference(input: torch.Tensor,
     """
     kernel_size, stride, padding, dilation, out_size = _check_args(
         input, weight, kernel_size, stride, padding, dilation)
+    if input.numel() == 0:  # unfold takes no empty plane or channels
+        return local_aggregation_decomposed(input, weight, kernel_size,
+                                            stride, padding, dilation)
     n, c = input.shape[:2]
     heads, groups, taps = weight.shape[1:4]
     # unfold orders rows as (channel, tap); channel c = j * G + g.
@@ -168,7 +196,9 @@ def _autocast(input: torch.Tensor, weight: torch.Tensor):
     output, kept in float32) arrive in different dtypes.
     """
     device = input.device.type
-    if device not in ('cuda', 'cpu') or not torch.is_autocast_enabled(device):
+    if (device not in ('cuda', 'cpu') or not torch.is_autocast_enabled(device)
+            or not input.is_floating_point()
+            or not weight.is_floating_point()):  # _check_args refuses those
         return input, weight
     dtype = torch.get_autocast_dtype(device)
     if device == 'cpu':  # the CPU kernels compute in float32 or float64
@@ -259,6 +289,9 @@ class LocalAggregation(nn.Module):
         if norm is None:
             return local_aggregation(input, weight, self.kernel_size,
                                      self.stride, self.padding, self.dilation)
+        if not isinstance(norm, nn.GroupNorm):
+            raise TypeError(f'norm must be an nn.GroupNorm or None, got '
+                            f'{type(norm).__name__}')
         if norm.weight is None or norm.bias is None:
             raise ValueError('norm must be an affine GroupNorm '
                              '(affine=True)')
@@ -273,6 +306,11 @@ class LocalAggregation(nn.Module):
                 raise ValueError(
                     f'norm must have M*heads*G*K*K channels (heads, G, '
                     f'K*K = {affine[1:]}), got {norm.weight.numel()}')
+            if norm.num_groups * affine[3] != norm.num_channels:
+                raise ValueError(
+                    f'norm must have one group per weight group, '
+                    f'{norm.num_channels // affine[3]} groups of K*K = '
+                    f'{affine[3]} channels, got num_groups={norm.num_groups}')
         return local_aggregation_group_normed(input, weight,
                                               norm.weight.view(affine),
                                               norm.bias.view(affine),

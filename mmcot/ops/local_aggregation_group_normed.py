@@ -28,9 +28,16 @@ def _check_affine(weight: torch.Tensor,
     """Validate GroupNorm's affine against the (N, heads, G, K*K, H', W')
     weight (of its dtype unless autocast runs, ``same_dtype=False``); the
     op's other arguments are checked by ``_check_args``."""
+    if not isinstance(weight, torch.Tensor) or weight.dim() != 6:
+        raise ValueError('weight must be a 6-D tensor (N, heads, G, K*K, '
+                         'H_out, W_out), got '
+                         f'{getattr(weight, "shape", type(weight))}')
     for name, t in (('gn_weight', gn_weight), ('gn_bias', gn_bias)):
         if not isinstance(t, torch.Tensor):
             raise TypeError(f'{name} must be a torch.Tensor, got {type(t)}')
+        if not t.is_floating_point():
+            raise TypeError(f'{name} must be a floating-point tensor, got '
+                            f'dtype {t.dtype}')
         if (same_dtype and t.dtype != weight.dtype
                 or t.device != weight.device):
             raise TypeError(
@@ -63,6 +70,7 @@ def group_norm_weights(weight: torch.Tensor, gn_weight: torch.Tensor,
     conv's output (M = cardinality) before that output is split into the
     cardinality groups' samples.
     """
+    _check_affine(weight, gn_weight, gn_bias, eps, same_dtype=False)
     n, heads, groups, taps, height, width = weight.shape
     samples = gn_weight.shape[0]
     channels = samples * heads * groups * taps
@@ -102,6 +110,7 @@ def local_aggregation_group_normed_decomposed(
         dilation: IntPair = 1) -> torch.Tensor:
     """GroupNorm, then :func:`local_aggregation_decomposed`: standard
     operators only, what deployment exports."""
+    _check_args(input, weight, kernel_size, stride, padding, dilation)
     return local_aggregation_decomposed(
         input, group_norm_weights(weight, gn_weight, gn_bias, eps),
         kernel_size, stride, padding, dilation)

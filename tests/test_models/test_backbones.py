@@ -155,10 +155,45 @@ def test_registered_and_buildable_by_name():
      r'of \[50, 101\]'),
     (dict(depth=50, stage_blocks=(1, 1, 1)), ValueError, 'stage_blocks'),
     (dict(depth=50, stage_blocks=(1, 0, 1, 1)), ValueError, 'stage_blocks'),
+    (dict(depth=50, stage_blocks=(1, 1.5, 1, 1)), ValueError, 'stage_blocks'),
+    (dict(depth='50'), KeyError, "invalid depth '50'"),
+    (dict(depth=50, out_indices=(4, )), ValueError,
+     r'out_indices must be stage indices in \[-4, 3\], got \(4,\)'),
+    (dict(depth=50, out_indices=(-5, )), ValueError, 'out_indices'),
+    (dict(depth=50, out_indices=()), ValueError, 'out_indices'),
+    (dict(depth=50, out_indices=(0, 0)), ValueError, 'distinct stages'),
+    (dict(depth=50, out_indices=(3, 0)), ValueError, 'increasing order'),
+    (dict(depth=50, out_indices=(1, -3)), ValueError, 'distinct stages'),
+    (dict(depth=50, frozen_stages=5), ValueError,
+     r'frozen_stages must be an int in \[-1, 4\], got 5'),
+    (dict(depth=50, num_stages=5), ValueError, 'num_stages'),
+    (dict(depth=50, strides=(1, 0, 2, 2)), ValueError, 'strides must be 4'),
+    (dict(depth=50, dilations=(1, 1, 1)), ValueError, 'dilations must be 4'),
+    (dict(depth=50, groups=0), ValueError, 'groups must be a positive'),
+    (dict(depth=50, width_per_group=0), ValueError, 'width_per_group'),
 ])
 def test_bad_arguments(kwargs, error, match):
     with pytest.raises(error, match=match):
         CoTNet(**kwargs)
+
+
+def test_out_indices_count_from_the_last_stage_when_negative():
+    model = CoTNet(50, stage_blocks=(1, 1, 1, 1), out_indices=(-3, -1))
+    assert model.out_indices == (1, 3)
+    shapes = [o.shape for o in model.eval()(torch.rand(1, 3, 64, 64))]
+    assert shapes == [(1, 512, 8, 8), (1, 2048, 2, 2)]
+    assert CoTNet(50, stage_blocks=(1, 1, 1, 1), out_indices=2).out_indices \
+        == (2, )
+
+
+@pytest.mark.parametrize('kwargs,match', [
+    (dict(deep_stem=True), 'own deep stem'),
+    (dict(stem_channels=1), 'stem_channels must be an even int'),
+    (dict(stem_channels=63), 'stem_channels'),
+])
+def test_se_cotnetd_bad_stem(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        SECoTNetD(50, stage_blocks=(1, 1, 1, 1), **kwargs)
 
 
 @pytest.mark.parametrize('cls, depth, valid', [

@@ -165,10 +165,42 @@ def test_coxt_groups_are_independent():
     (dict(in_channels=32, out_channels=32, groups=2), 'groups=1'),
     (dict(in_channels=32, out_channels=32, bias=True), 'bias'),
     (dict(in_channels=36, out_channels=36), 'divisible'),
+    (dict(in_channels=32, out_channels=32, stride=0), 'stride must be a '
+     'positive int, got 0'),
+    (dict(in_channels=32, out_channels=32, stride=-1), 'stride'),
+    (dict(in_channels=32, out_channels=32, stride=True), 'stride'),
+    (dict(in_channels=32, out_channels=32, stride=(2, 2)), 'stride'),
+    (dict(in_channels=32, out_channels=32, stride=2.0), 'stride'),
+    (dict(in_channels=32, out_channels=32, kernel_size=-1), 'kernel_size'),
+    (dict(in_channels=32, out_channels=32, dilation=-1), 'dilation must'),
+    (dict(in_channels=32, out_channels=32, key_groups=0), 'key_groups'),
+    (dict(in_channels=32, out_channels=32, share_planes=-8), 'share_planes'),
+    (dict(in_channels=0, out_channels=0), 'in_channels'),
+    (dict(in_channels=32, out_channels=32, cardinality=2), 'cardinality=1 '
+     'only'),
 ])
 def test_cot_layer_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         CoTLayer(**kwargs)
+
+
+def test_coxt_layer_bad_cardinality():
+    with pytest.raises(ValueError, match=r'2 x cardinality \(32\)'):
+        CoXtLayer(16, 16, cardinality=16, share_planes=1, key_groups=1)
+    with pytest.raises(ValueError, match='cardinality must be a positive'):
+        CoXtLayer(16, 16, cardinality=0)
+
+
+@pytest.mark.parametrize('layer', [CoTLayer(16, 16), CoXtLayer(32, 32)])
+def test_empty_batch_and_wrong_dims(layer):
+    layer.eval()
+    channels = layer.in_channels
+    with torch.no_grad():
+        assert layer(torch.randn(0, channels, 8, 8)).shape == (0, channels, 8,
+                                                               8)
+    with pytest.raises(ValueError, match=r'\(N, C, H, W\) input, got shape '
+                       rf'\({channels}, 8, 8\)'):
+        layer(torch.randn(channels, 8, 8))
 
 
 def test_blur_pool_is_binomial_filter():

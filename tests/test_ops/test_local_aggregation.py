@@ -5,6 +5,7 @@ import subprocess
 import sys
 import warnings
 
+import numpy as np
 import pytest
 import torch
 
@@ -662,6 +663,14 @@ def good():
     (lambda x, a: (x, a.numpy()), {}, TypeError, r'weight must be a torch'),
     (lambda x, a: (torch.randn(2, 8, 1, 1), a), dict(padding=0), ValueError,
      r'empty output'),
+    (lambda x, a: (x, a[:, :0]), {}, ValueError, r'at least one head'),
+    (lambda x, a: (x, a), dict(kernel_size=3.0), ValueError, r'kernel_size'),
+    (lambda x, a: (x, a), dict(kernel_size=True), ValueError, r'kernel_size'),
+    (lambda x, a: (x, a), dict(kernel_size=None), ValueError, r'kernel_size'),
+    (lambda x, a: (x, a), dict(dilation='1'), ValueError, r'dilation'),
+    # would overflow int64 in the output size
+    (lambda x, a: (x, a), dict(stride=2**64), ValueError, r'stride'),
+    (lambda x, a: (x, a), dict(padding=2**62), ValueError, r'padding'),
 ])
 def test_bad_input(make, kwargs, error, match):
     x, a = make(*good())
@@ -669,6 +678,42 @@ def test_bad_input(make, kwargs, error, match):
     args.update(kwargs)
     with pytest.raises(error, match=match):
         local_aggregation(x, a, **args)
+
+
+def test_integer_arguments_of_numpy_and_torch():
+    """Integers other than Python's (NumPy's, a 0-d integer tensor) are
+    sizes like any other."""
+    x, a = good()
+    expected = local_aggregation(x, a, 3, padding=1)
+    for three, one in ((np.int64(3), np.int32(1)),
+                       (torch.tensor(3), torch.tensor(1))):
+        torch.testing.assert_close(
+            local_aggregation(x, a, three, padding=one), expected)
+
+
+def test_autocast_does_not_let_integer_operands_through():
+    x, a = good()
+    with torch.autocast('cpu'):
+        with pytest.raises(TypeError, match='input must be a floating'):
+            local_aggregation(x.int(), a, 3, padding=1)
+        with pytest.raises(TypeError, match='weight must be a floating'):
+            local_aggregation(x, a.bool(), 3, padding=1)
+
+
+@pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize('channels,size,padding,out_size', [
+    (0, 6, 1, 6),  # no channels
+    (8, 0, 2, 2),  # no plane: every tap reads the padding
+])
+def test_empty_input_on_the_reference_path(dtype, channels, size, padding,
+                                           out_size):
+    """The pure-PyTorch path (here CPU half precision) takes empty planes
+    and channels as the kernels do: an empty output, or zeros."""
+    x = torch.randn(2, channels, size, size + 1, dtype=dtype)
+    a = torch.randn(2, 1, 4, 9, out_size, out_size + 1, dtype=dtype)
+    out = local_aggregation(x, a, 3, padding=padding)
+    assert out.shape == (2, channels, out_size, out_size + 1)
+    assert out.dtype == dtype and not out.any()
 
 
 def test_device_mismatch():

@@ -328,3 +328,32 @@ def test_module_with_a_group_norm():
     with pytest.raises(ValueError, match='affine GroupNorm'):
         LocalAggregation(3, padding=1)(
             x, a, torch.nn.GroupNorm(8, 72, affine=False))
+    with pytest.raises(TypeError, match='norm must be an nn.GroupNorm'):
+        LocalAggregation(3, padding=1)(x, a, torch.nn.BatchNorm2d(72))
+
+
+@pytest.mark.parametrize('groups', [1, 2, 72])
+def test_module_refuses_a_group_norm_of_other_groups(groups):
+    """A GroupNorm of 72 channels but not 8 groups (one a weight group)
+    would normalise other sets of weights than the op does."""
+    (x, a, _, _), _ = make_case(4, 8, 6, 6, 1, 4, 2, 3, 1, 1)
+    norm = torch.nn.GroupNorm(groups, 72).double()
+    with pytest.raises(ValueError, match='one group per weight group, 8 '
+                       f'groups .* got num_groups={groups}'):
+        LocalAggregation(3, padding=1)(x, a, norm)
+
+
+def test_exported_helpers_check_their_arguments():
+    x, a, gamma, beta = good()
+    with pytest.raises(ValueError, match='gn_weight must have shape'):
+        group_norm_weights(a, gamma[:, :, :2], beta[:, :, :2], 1e-5)
+    with pytest.raises(ValueError, match='weight must be a 6-D'):
+        group_norm_weights(a[0], gamma, beta, 1e-5)
+    with pytest.raises(TypeError, match='gn_weight must be a floating'):
+        group_norm_weights(a, gamma.int(), beta, 1e-5)
+    with pytest.raises(ValueError, match='eps must be a positive'):
+        local_aggregation_group_normed_decomposed(x, a, gamma, beta, -1.0, 3,
+                                                  padding=1)
+    with pytest.raises(ValueError, match='kernel_size'):
+        local_aggregation_group_normed_decomposed(x, a, gamma, beta, 1e-5,
+                                                  2.5)

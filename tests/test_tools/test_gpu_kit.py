@@ -137,6 +137,28 @@ def test_training_verdict(tmp_path):
     assert not training['finite'] and not training['falling']
 
 
+def test_files_of_a_killed_run_are_read_as_far_as_they_are_whole(tmp_path):
+    """A step killed while writing leaves a cut JSON, XML or line: the
+    summary reads what is whole, and the steps' statuses say what failed."""
+    (tmp_path / 'steps.tsv').write_text('tests_ops\t0\t12\nop_benchmark\t1'
+                                        '\t3\ntrain\t1')
+    (tmp_path / 'op_benchmark.json').write_text('{"stages": [')
+    (tmp_path / 'tests_ops.xml').write_text('<testsuite tests="3"')
+    (tmp_path / 'train_scalars.json').write_text(
+        json.dumps(dict(loss=2.0)) + '\n' + json.dumps(dict(loss=1.0)) +
+        '\n{"loss": 0.')
+    result = run_tool('tools/analysis/gpu_check_summary.py', str(tmp_path),
+                      check=False)
+    assert result.returncode == 1  # a step failed
+    assert 'Traceback' not in result.stderr
+    with open(tmp_path / 'summary.json') as f:
+        summary = json.load(f)
+    assert [(s['name'], s['ok']) for s in summary['steps']] == [
+        ('tests_ops', True), ('op_benchmark', False)]
+    assert summary['op_benchmark'] is None and summary['tests_ops'] is None
+    assert summary['training']['losses'] == [2.0, 1.0]
+
+
 def test_op_share_goal():
     """The op's share of a training step: its per-layer forward + backward
     times the layers per stage, over the step at the same batch."""

@@ -1,6 +1,7 @@
 """tools/slurm_train.sh and tools/slurm_test.sh hand srun the job a user
 asked for (a stand-in srun records its arguments)."""
 import os
+import shutil
 import stat
 
 import pytest
@@ -53,4 +54,63 @@ def test_missing_arguments(fake_srun, script, last):
     assert result.stderr.strip() == (
         f'error: expected PARTITION JOB_NAME CONFIG {last} '
         f'[{script.split("_")[1][:-3]}.py options], got 2 argument(s)')
+    assert not record.exists()
+
+
+def test_no_srun_is_one_error_line(tmp_path):
+    """Off a Slurm cluster: one line saying so, not a shell trace."""
+    for command in ('bash', 'dirname'):  # a PATH with these alone
+        (tmp_path / command).symlink_to(shutil.which(command))
+    result = run_tool('tools/slurm_train.sh', 'part', 'job', 'a.py', 'work',
+                      env={'PATH': str(tmp_path)}, check=False)
+    assert result.returncode == 2
+    assert result.stderr.startswith('error: srun not found')
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.fixture
+def fake_python(tmp_path):
+    """A stand-in PYTHON that records the arguments it is given."""
+    record = tmp_path / 'python_args'
+    python = tmp_path / 'python'
+    python.write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" > {record}\n')
+    python.chmod(python.stat().st_mode | stat.S_IEXEC)
+    return {'PYTHON': str(python), 'PORT': '29511'}, record
+
+
+@pytest.mark.parametrize('script, positional, tool', [
+    ('tools/dist_train.sh', ['a config.py', '2'], 'train.py'),
+    ('tools/dist_test.sh', ['a config.py', 'a ckpt.pth', '2'], 'test.py'),
+])
+def test_torchrun_gets_the_job(fake_python, script, positional, tool):
+    env, record = fake_python
+    run_tool(script, *positional, '--cfg-options', 'a=1', env=env)
+    args = record.read_text().splitlines()
+    assert args[:8] == [
+        '-m', 'torch.distributed.run', '--nnodes=1', '--node_rank=0',
+        '--master_addr=127.0.0.1', '--nproc_per_node=2',
+        '--master_port=29511', args[7]
+    ]
+    assert args[7].endswith(f'tools/{tool}')
+    files = ['a config.py'] + (['a ckpt.pth'] if tool == 'test.py' else [])
+    assert args[8:] == files + ['--launcher', 'pytorch', '--cfg-options',
+                                'a=1']
+
+
+@pytest.mark.parametrize('script, positional, message', [
+    ('tools/dist_train.sh', ['a.py'],
+     'error: expected CONFIG GPUS [train.py options], got 1 argument(s)'),
+    ('tools/dist_test.sh', ['a.py', 'b.pth'], 'error: expected CONFIG '
+     'CHECKPOINT GPUS [test.py options], got 2 argument(s)'),
+    ('tools/dist_train.sh', ['a.py', 'two'],
+     "error: GPUS must be a positive number of processes, got 'two'"),
+    ('tools/dist_test.sh', ['a.py', 'b.pth', '0'],
+     "error: GPUS must be a positive number of processes, got '0'"),
+])
+def test_dist_scripts_refuse_bad_arguments(fake_python, script, positional,
+                                           message):
+    env, record = fake_python
+    result = run_tool(script, *positional, env=env, check=False)
+    assert result.returncode == 2
+    assert result.stderr.strip() == message
     assert not record.exists()

@@ -30,7 +30,6 @@ to 70 000 first-touch page faults on its outputs, which cost both models
 about a quarter of their time and vary by process. ``--malloc-defaults``
 times with glibc's defaults instead.
 """
-import argparse
 import copy
 import json
 import os.path as osp
@@ -46,6 +45,7 @@ from mmcot.analysis import (add_malloc_defaults_argument, device_name,
                             markdown_table, peak_memory_mib,
                             reuse_freed_cpu_memory, speed_ratio)
 from mmcot.analysis.classifiers import BACKBONES, build_classifier
+from mmcot.cli import ToolArgumentParser, check_device, check_output_file
 from mmcot.fileio import atomic_write
 
 DTYPES = {'fp32': None, 'fp16': torch.float16, 'bf16': torch.bfloat16}
@@ -57,7 +57,7 @@ REFERENCE = 'ResNet-50'
 
 
 def parse_args():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ToolArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         '--models',
         nargs='+',
@@ -96,6 +96,9 @@ def parse_args():
     parser.add_argument('--json', help='write the measurements here')
     parser.add_argument('--markdown', help='write the table here')
     args = parser.parse_args()
+    check_device(parser, args.device)
+    check_output_file(parser, args.json, '--json')
+    check_output_file(parser, args.markdown, '--markdown')
     gpu = args.device.startswith('cuda')
     args.reuse_freed_memory = not (gpu or args.malloc_defaults)
     args.dtypes = args.dtypes or (list(DTYPES) if gpu else ['fp32'])
@@ -106,6 +109,10 @@ def parse_args():
             parser.error(f'--{name.replace("_", "-")} must be at least 1')
     if args.warmup < 0:
         parser.error('--warmup must be at least 0')
+    if args.train_batch * (args.shape // 32)**2 < 2:
+        parser.error('--train-batch x (--shape / 32)^2 must be at least 2: '
+                     'batch norm needs more than one value a channel in the '
+                     'last stage to train')
     if any(size < 0 for size in args.det_shape):
         parser.error('--det-shape takes two sizes >= 0 (0 0: skip)')
     if not all(args.det_shape):

@@ -19,7 +19,6 @@ compiled forwards otherwise take tens of thousands of first-touch page
 faults each; onnxruntime has its own arena); ``--malloc-defaults`` keeps
 glibc's defaults.
 """
-import argparse
 import functools
 import json
 import os.path as osp
@@ -33,12 +32,13 @@ from mmcot.analysis import (add_malloc_defaults_argument, device_name,
                             interleaved_times_ms, markdown_table,
                             reuse_freed_cpu_memory, speed_ratio)
 from mmcot.analysis.classifiers import BACKBONES, build_classifier
+from mmcot.cli import ToolArgumentParser, check_output_file
 from mmcot.deployment import ClassScores, export_onnx
 from mmcot.fileio import atomic_write
 
 
 def parse_args():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ToolArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--models',
                         nargs='+',
                         default=['ResNet-50', 'CoTNet-50'],
@@ -51,6 +51,7 @@ def parse_args():
     add_malloc_defaults_argument(parser)
     parser.add_argument('--json', help='write the measurements here')
     args = parser.parse_args()
+    check_output_file(parser, args.json, '--json')
     if min(args.batch, args.shape, args.repeats) < 1 or args.warmup < 0:
         parser.error('--batch, --shape and --repeats must be >= 1')
     if 'ResNet-50' not in args.models:

@@ -36,7 +36,6 @@ evicted, which small stages are largely made of);
 profiler's CUDA trace, same flushed calls), and ``kernel_floor_ratio`` /
 ``kernel_vs_previous`` compare kernels with the floor and with each other.
 """
-import argparse
 import importlib.util
 import json
 import os.path as osp
@@ -49,6 +48,7 @@ from mmcot.analysis import (add_malloc_defaults_argument, cache_flusher,
                             markdown_table, median_ms, peak_memory_mib,
                             profiled_ms, reuse_freed_cpu_memory)
 from mmcot.analysis.classifiers import COT_NAMES, build_classifier
+from mmcot.cli import ToolArgumentParser, check_device, check_output_file
 from mmcot.fileio import atomic_write
 from mmcot.ops import ext_available, local_aggregation_reference
 
@@ -62,7 +62,7 @@ DTYPES = ('float32', 'float64', 'float16', 'bfloat16')
 
 
 def parse_args():
-    parser = argparse.ArgumentParser(
+    parser = ToolArgumentParser(
         description=__doc__.splitlines()[0] + ' ' +
         __doc__.splitlines()[1].strip())
     parser.add_argument('--batch', type=int, default=8)
@@ -94,8 +94,8 @@ def parse_args():
     add_malloc_defaults_argument(parser)
     parser.add_argument('--json', help='also write the results here')
     args = parser.parse_args()
-    if args.device.startswith('cuda') and not torch.cuda.is_available():
-        parser.error('--device cuda: no GPU is visible')
+    check_device(parser, args.device)
+    check_output_file(parser, args.json, '--json')
     if not args.device.startswith('cuda') and {'float16', 'bfloat16'} & set(
             args.dtypes):
         parser.error('float16 / bfloat16 are measured on GPUs only')

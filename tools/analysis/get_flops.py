@@ -15,20 +15,19 @@ segmentation configs count the segmentor at inference (backbone and decode
 head; the params include the training-only auxiliary head) on a 512x512
 image.
 """
-import argparse
 import json
 import os.path as osp
-import sys
 
 from mmengine.analysis.print_helper import complexity_stats_table
-from mmengine.config import Config
 
 from mmcot.analysis import default_input_shape, model_complexity
+from mmcot.cli import ToolArgumentParser, check_output_file
+from mmcot.engine import exit_on_file_errors, load_config
 from mmcot.fileio import atomic_write
 
 
 def parse_args():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ToolArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('config', help='config file path')
     parser.add_argument(
         '--shape',
@@ -47,12 +46,13 @@ def parse_args():
                      f'{args.shape}')
     if not osp.isfile(args.config):
         parser.exit(2, f'error: config {args.config} does not exist\n')
+    check_output_file(parser, args.json, '--json')
     return args
 
 
 def main():
     args = parse_args()
-    cfg = Config.fromfile(args.config)
+    cfg = load_config(args.config)
     if args.shape is None:
         shape = default_input_shape(cfg)
     else:
@@ -77,4 +77,4 @@ def main():
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    exit_on_file_errors(main)

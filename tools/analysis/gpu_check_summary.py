@@ -11,7 +11,6 @@ op's floor ratios and speed-ups over the previous kernels on the kernels'
 device time where benchmark_op.py measured it.
 Exits 1 if a step failed or the training loss is not finite and falling.
 """
-import argparse
 import json
 import math
 import os.path as osp
@@ -22,6 +21,7 @@ from typing import Optional
 
 import torch
 
+from mmcot.cli import ToolArgumentParser
 from mmcot.fileio import atomic_write
 
 #: CoTNet-50's CoT layers per stage (stage shapes as benchmark_op.py's)
@@ -42,17 +42,27 @@ GOALS = {
 
 
 def read_json(path: str) -> Optional[dict]:
+    """A step's JSON, or None where the step wrote none or a broken one
+    (killed while writing: its status in steps.tsv says why)."""
     if not osp.isfile(path):
         return None
-    with open(path) as f:
-        return json.load(f)
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except ValueError:
+        return None
 
 
 def read_steps(out: str) -> list:
+    """The steps of steps.tsv (name, exit status, seconds a line); a line
+    cut short by a killed run is left out."""
     steps = []
     with open(osp.join(out, 'steps.tsv')) as f:
         for line in f:
-            name, status, seconds = line.rstrip('\n').split('\t')
+            fields = line.rstrip('\n').split('\t')
+            if len(fields) != 3 or not fields[2].isdigit():
+                continue
+            name, status, seconds = fields
             steps.append(
                 dict(name=name, ok=status == '0', seconds=int(seconds)))
     return steps
@@ -61,7 +71,10 @@ def read_steps(out: str) -> list:
 def read_tests(path: str) -> Optional[dict]:
     if not osp.isfile(path):
         return None
-    suite = ET.parse(path).getroot()
+    try:
+        suite = ET.parse(path).getroot()
+    except ET.ParseError:  # cut short by a killed run
+        return None
     suite = suite if suite.tag == 'testsuite' else suite.find('testsuite')
     counts = {k: int(suite.get(k, 0))
               for k in ('tests', 'failures', 'errors', 'skipped')}
@@ -75,8 +88,15 @@ def read_tests(path: str) -> Optional[dict]:
 def read_training(path: str) -> Optional[dict]:
     if not osp.isfile(path):
         return None
+    losses = []
     with open(path) as f:
-        losses = [json.loads(line)['loss'] for line in f if '"loss"' in line]
+        for line in f:
+            try:
+                record = json.loads(line)
+            except ValueError:  # a line cut short by a killed run
+                continue
+            if isinstance(record, dict) and 'loss' in record:
+                losses.append(record['loss'])
     if not losses:
         return dict(iterations=0, finite=False, falling=False)
     window = max(1, min(10, len(losses) // 3))
@@ -180,7 +200,7 @@ def goals(op: Optional[dict], models: Optional[dict]) -> list:
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ToolArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('out', help='the OUT_DIR of tools/gpu_check.sh')
     parser.add_argument(
         '--loss-may-rise',

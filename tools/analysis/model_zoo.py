@@ -18,7 +18,6 @@ accuracies (cited per row). Writes:
 * docs/complexity.json (the counts);
 * docs/benchmarks/throughput_vs_top1.png (throughput against top-1).
 """
-import argparse
 import glob
 import hashlib
 import json
@@ -34,6 +33,7 @@ from mmengine.config import Config
 from mmcot.analysis import (DETECTION_SHAPE, SEGMENTATION_SHAPE,
                             default_input_shape, format_range, markdown_table,
                             model_complexity)
+from mmcot.cli import ToolArgumentParser
 from mmcot.fileio import atomic_write
 from mmcot.version import __version__
 
@@ -749,7 +749,7 @@ def generate(remeasure: bool = False) -> dict:
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ToolArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         '--check',
         action='store_true',

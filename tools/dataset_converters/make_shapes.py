@@ -9,19 +9,22 @@
 ``annotations/instances_{train,val}.json``); ``seg``: mmseg's semantic
 segmentation layout (``img_dir/{train,val}/``, ``ann_dir/{train,val}/``).
 """
-import argparse
 import os.path as osp
 
+from mmcot.cli import ToolArgumentParser
 from mmcot.datasets import (make_shapes_classification, make_shapes_detection,
                             make_shapes_segmentation)
+from mmcot.engine import exit_on_file_errors
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ToolArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('task', choices=['cls', 'det', 'seg'])
     parser.add_argument('out', help='output folder')
     parser.add_argument('--seed', type=int, default=0)
     args = parser.parse_args()
+    if osp.exists(args.out) and not osp.isdir(args.out):
+        parser.error(f'out {args.out} is a file, not a folder')
     make = dict(
         cls=make_shapes_classification,
         det=make_shapes_detection,
@@ -31,4 +34,4 @@ def main():
 
 
 if __name__ == '__main__':
-    main()
+    exit_on_file_errors(main)

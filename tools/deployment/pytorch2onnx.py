@@ -14,20 +14,21 @@ it in onnxruntime on a random batch (and, with ``--dynamic-batch``, on a
 batch of another size) and fails if it differs from PyTorch by more than
 1e-4 relative to the largest output.
 """
-import argparse
 import os.path as osp
 
 import torch
-from mmengine.config import Config, DictAction
+from mmengine.config import Config
 
+from mmcot.cli import CfgOptionsAction, ToolArgumentParser, check_output_file
 from mmcot.deployment import ClassScores, ExportError, export_onnx, verify_onnx
-from mmcot.engine import check_checkpoint_matches, exit_on_file_errors
+from mmcot.engine import (check_checkpoint_matches, exit_on_file_errors,
+                          load_config)
 
 TOLERANCE = 1e-4
 
 
 def parse_args():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ToolArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('config', help='an mmcot config file')
     parser.add_argument('--checkpoint',
                         help='weights to export (default: random weights)')
@@ -56,11 +57,12 @@ def parse_args():
         help='export the backbone (feature maps) of the config\'s model')
     parser.add_argument('--cfg-options',
                         nargs='+',
-                        action=DictAction,
+                        action=CfgOptionsAction,
                         help='override config settings, key=value pairs')
     args = parser.parse_args()
     if min(args.shape) < 1 or args.batch < 1:
         parser.error('--shape and --batch must be positive')
+    check_output_file(parser, args.out, '--out')
     return args
 
 
@@ -74,7 +76,7 @@ def build_model(cfg: Config) -> torch.nn.Module:
 
 def main():
     args = parse_args()
-    cfg = Config.fromfile(args.config)
+    cfg = load_config(args.config)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
     scope = cfg.get('default_scope')

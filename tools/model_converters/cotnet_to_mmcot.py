@@ -21,6 +21,7 @@ import os.path as osp
 
 import torch
 
+from mmcot.cli import ToolArgumentParser
 from mmcot.engine import CheckpointError, load_local_checkpoint
 from mmcot.fileio import atomic_write
 from mmcot.models.utils import (OFFICIAL_VARIANTS, convert_official_state_dict,
@@ -28,7 +29,7 @@ from mmcot.models.utils import (OFFICIAL_VARIANTS, convert_official_state_dict,
 
 
 def parse_args():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ToolArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('src', help='official checkpoint')
     parser.add_argument('dst', help='output checkpoint')
     parser.add_argument(

@@ -123,8 +123,15 @@ class CoTBottleneck(Bottleneck):
 def check_depth(backbone: str, depth: int, arch_settings: dict) -> None:
     """Raise KeyError (as mmpretrain's ResNet) naming the valid depths."""
     if depth not in arch_settings:
-        raise KeyError(f'invalid depth {depth} for {backbone}, expected one '
-                       f'of {sorted(arch_settings)}')
+        raise KeyError(f'invalid depth {depth!r} for {backbone}, expected '
+                       f'one of {sorted(arch_settings)}')
+
+
+def _positive_ints(value, count: Optional[int] = None) -> bool:
+    """Whether ``value`` is a sequence of ints >= 1 (``count`` of them)."""
+    return (isinstance(value, (tuple, list))
+            and (count is None or len(value) == count)
+            and all(type(v) is int and v >= 1 for v in value))
 
 
 def _override_stage_blocks(arch_settings: dict, depth: int,
@@ -132,11 +139,51 @@ def _override_stage_blocks(arch_settings: dict, depth: int,
     """``arch_settings`` with the blocks per stage of ``depth`` replaced."""
     if stage_blocks is None:
         return arch_settings
-    stage_blocks = tuple(stage_blocks)
-    if len(stage_blocks) != 4 or min(stage_blocks) < 1:
+    if not _positive_ints(stage_blocks, 4):
         raise ValueError('stage_blocks must be 4 positive ints (blocks per '
-                         f'stage), got {stage_blocks}')
-    return {depth: (arch_settings[depth][0], stage_blocks)}
+                         f'stage), got {stage_blocks!r}')
+    return {depth: (arch_settings[depth][0], tuple(stage_blocks))}
+
+
+def check_stage_args(backbone: str, kwargs: dict) -> dict:
+    """Check the stage arguments mmpretrain's :class:`ResNet` takes
+    (``num_stages``, ``strides``, ``dilations``, ``out_indices``,
+    ``frozen_stages``, ``groups``, ``width_per_group``) where its asserts
+    would fail or a wrong value pass silently; return ``kwargs`` with
+    ``out_indices`` as a tuple of stage indices (an int is one index, and a
+    negative one counts from the last stage, as in mmpretrain's ConvNeXt).
+    """
+    num_stages = kwargs.get('num_stages', 4)
+    if type(num_stages) is not int or not 1 <= num_stages <= 4:
+        raise ValueError(f'{backbone} num_stages must be an int in [1, 4], '
+                         f'got {num_stages!r}')
+    for arg in ('strides', 'dilations'):
+        if arg in kwargs and not _positive_ints(kwargs[arg], num_stages):
+            raise ValueError(f'{backbone} {arg} must be {num_stages} positive '
+                             f'ints (one a stage), got {kwargs[arg]!r}')
+    for arg in ('groups', 'width_per_group'):
+        value = kwargs[arg]
+        if type(value) is not int or value < 1:
+            raise ValueError(f'{backbone} {arg} must be a positive int, got '
+                             f'{value!r}')
+    out_indices = kwargs.get('out_indices', (3, ))
+    indices = (out_indices, ) if type(out_indices) is int else out_indices
+    if (not isinstance(indices, (tuple, list)) or not indices
+            or any(type(i) is not int or not -num_stages <= i < num_stages
+                   for i in indices)):
+        raise ValueError(f'{backbone} out_indices must be stage indices in '
+                         f'[{-num_stages}, {num_stages - 1}], got '
+                         f'{out_indices!r}')
+    indices = tuple(i % num_stages for i in indices)
+    if any(a >= b for a, b in zip(indices, indices[1:])):
+        raise ValueError(f'{backbone} out_indices must name distinct stages '
+                         'in increasing order (the outputs come in stage '
+                         f'order), got {out_indices!r}')
+    frozen_stages = kwargs.get('frozen_stages', -1)
+    if type(frozen_stages) is not int or not -1 <= frozen_stages <= num_stages:
+        raise ValueError(f'{backbone} frozen_stages must be an int in [-1, '
+                         f'{num_stages}], got {frozen_stages!r}')
+    return dict(kwargs, out_indices=indices)
 
 
 @MODELS.register_module()
@@ -180,10 +227,13 @@ class CoTNet(ResNet):
                  width_per_group: int = 64,
                  **kwargs) -> None:
         check_depth(type(self).__name__, depth, self.arch_settings)
+        kwargs = check_stage_args(
+            type(self).__name__,
+            dict(kwargs, groups=groups, width_per_group=width_per_group))
         self.arch_settings = _override_stage_blocks(self.arch_settings, depth,
                                                     stage_blocks)
-        self.groups = groups
-        self.width_per_group = width_per_group
+        self.groups = kwargs.pop('groups')
+        self.width_per_group = kwargs.pop('width_per_group')
         super().__init__(depth, **kwargs)
 
     def make_res_layer(self, **kwargs) -> ResLayer:

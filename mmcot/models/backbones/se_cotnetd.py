@@ -71,6 +71,14 @@ class SECoTNetD(CoTNet):
                  anti_alias: Optional[bool] = None,
                  **kwargs) -> None:
         check_depth(type(self).__name__, depth, self.arch_settings)
+        if kwargs.get('deep_stem'):
+            raise ValueError(f'{type(self).__name__} has its own deep stem '
+                             '(three 3x3 convs): deep_stem must be False')
+        if stem_channels is not None and (type(stem_channels) is not int
+                                          or stem_channels < 2
+                                          or stem_channels % 2):
+            raise ValueError(f'{type(self).__name__} stem_channels must be '
+                             f'an even int >= 2, got {stem_channels!r}')
         self.anti_alias = depth == 152 if anti_alias is None else anti_alias
         if stem_channels is None:
             stem_channels = self.default_stem_channels[depth]

@@ -47,7 +47,7 @@ class CoTLayer(BaseModule):
         bias (bool): Only False. Default: False.
         key_groups (int): Groups of the key conv. Default: 4.
         cardinality (int): Groups of the embed and value convs; the
-            aggregation runs per group. Default: 1.
+            aggregation runs per group. Only 1 (use ``CoXt``). Default: 1.
         share_planes (int): Channels sharing one aggregation kernel.
             Default: 8.
         norm_cfg (dict): Norm layers other than the weights' GroupNorm.
@@ -81,10 +81,21 @@ class CoTLayer(BaseModule):
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
         name = type(self).__name__
+        for arg, value in (('in_channels', in_channels),
+                           ('kernel_size', kernel_size), ('stride', stride),
+                           ('dilation', dilation), ('key_groups', key_groups),
+                           ('cardinality', cardinality),
+                           ('share_planes', share_planes)):
+            if type(value) is not int or value < 1:
+                raise ValueError(f'{name} {arg} must be a positive int, got '
+                                 f'{value!r}')
+        if cardinality > 1 and not self.interleaved_query_key:
+            raise ValueError(f'{name} takes cardinality=1 only (CoXt layers '
+                             f'have a cardinality), got {cardinality}')
         if in_channels != out_channels:
             raise ValueError(f'{name} needs out_channels == in_channels, got '
                              f'{in_channels} -> {out_channels}')
-        if not isinstance(kernel_size, int) or kernel_size % 2 == 0:
+        if kernel_size % 2 == 0:
             raise ValueError(f'{name} kernel_size must be an odd int, got '
                              f'{kernel_size!r}')
         same = dilation * (kernel_size - 1) // 2
@@ -99,10 +110,11 @@ class CoTLayer(BaseModule):
             raise ValueError(f'{name} has no output bias; got bias=True')
         dim = in_channels
         divisor = share_planes * cardinality
-        if dim % divisor or dim % key_groups:
+        if dim % divisor or dim % key_groups or dim // 2 % cardinality:
             raise ValueError(
                 f'{name} channels ({dim}) must be divisible by share_planes '
-                f'x cardinality ({divisor}) and key_groups ({key_groups})')
+                f'x cardinality ({divisor}), key_groups ({key_groups}) and 2 '
+                f'x cardinality ({2 * cardinality})')
         self.in_channels = self.out_channels = dim
         self.kernel_size = kernel_size
         self.stride = stride
@@ -136,13 +148,17 @@ class CoTLayer(BaseModule):
             nn.ReLU(inplace=True),
             nn.Conv2d(attn_channels, self.radix * dim, 1))
 
-    def split_query_key(self, weight: torch.Tensor) -> tuple:
-        """The query and key halves of the first embed conv's weight.
+    #: Whether the first embed conv's input interleaves query and key
+    #: channels (``x0, k0, x1, k1, ...``, CoXt's) rather than concatenating
+    #: them (``[x, k]``, CoT's): cardinality > 1 needs the interleaving.
+    interleaved_query_key = False
 
-        That conv takes ``[x, k]`` (as the official code concatenates them),
-        the query channels then the key channels; returns the weights (C/2,
-        C/cardinality, 1, 1) it applies to each.
-        """
+    def split_query_key(self, weight: torch.Tensor) -> tuple:
+        """The query and key parts of the first embed conv's weight (see
+        :attr:`interleaved_query_key`): the weights (C/2, C/cardinality, 1,
+        1) it applies to the query and to the keys."""
+        if self.interleaved_query_key:
+            return weight[:, 0::2], weight[:, 1::2]
         c = self.in_channels
         return weight[:, :c], weight[:, c:]
 
@@ -181,14 +197,20 @@ class CoTLayer(BaseModule):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(N, C, H, W) -> (N, C, H / stride, W / stride)."""
+        if x.dim() != 4:
+            raise ValueError(f'{type(self).__name__} takes an (N, C, H, W) '
+                             f'input, got shape {tuple(x.shape)}')
         x = self.pool(x)
         n, c, h, w = x.shape
         k = self.key_embed(x)
         # one aggregation per cardinality group, each with its own weights
         # (reshape: in channels-last memory the groups are no view)
-        embedding = self.embedding(x, k).reshape(n * self.cardinality, 1, -1,
-                                                 self.kernel_size**2, h, w)
-        v = self.conv1x1(x).reshape(n * self.cardinality, -1, h, w)
+        groups = self.embed[-1].num_groups // self.cardinality
+        embedding = self.embedding(x, k).reshape(n * self.cardinality, 1,
+                                                 groups, self.kernel_size**2,
+                                                 h, w)
+        v = self.conv1x1(x).reshape(n * self.cardinality,
+                                    c // self.cardinality, h, w)
         v = self.aggregate(v, embedding).reshape(n, c, h, w)
         v = self.act(self.bn(v))
 
@@ -233,6 +255,8 @@ class CoXtLayer(CoTLayer):
         **kwargs: As :class:`CoTLayer`.
     """
 
+    interleaved_query_key = True
+
     def __init__(self,
                  in_channels: int,
                  out_channels: int,
@@ -247,8 +271,3 @@ class CoXtLayer(CoTLayer):
             key_groups=key_groups,
             cardinality=cardinality,
             **kwargs)
-
-    def split_query_key(self, weight: torch.Tensor) -> tuple:
-        """The query and key parts of the first embed conv's weight, whose
-        input interleaves them (``x0, k0, x1, k1, ...``)."""
-        return weight[:, 0::2], weight[:, 1::2]
