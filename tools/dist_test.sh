@@ -7,5 +7,17 @@ if [ $# -lt 3 ]; then
        "argument(s)" >&2
   exit 2
 fi
+# checked here, or each process says it and torchrun adds its traceback
+if [ ! -f "$1" ]; then
+  echo "error: config $1 does not exist" >&2
+  exit 2
+fi
+case "$2" in
+  *://*) ;;
+  *) if [ ! -f "$2" ]; then
+       echo "error: checkpoint $2 does not exist" >&2
+       exit 2
+     fi ;;
+esac
 exec bash "$(dirname "$0")/dist_run.sh" test.py "$3" "$1" "$2" \
     --launcher pytorch "${@:4}"

@@ -167,6 +167,8 @@ def test_registered_and_buildable_by_name():
     (dict(depth=50, frozen_stages=5), ValueError,
      r'frozen_stages must be an int in \[-1, 4\], got 5'),
     (dict(depth=50, num_stages=5), ValueError, 'num_stages'),
+    (dict(depth=50, num_stages=3), ValueError,
+     'strides must be 3 positive ints .* got None'),
     (dict(depth=50, strides=(1, 0, 2, 2)), ValueError, 'strides must be 4'),
     (dict(depth=50, dilations=(1, 1, 1)), ValueError, 'dilations must be 4'),
     (dict(depth=50, groups=0), ValueError, 'groups must be a positive'),

@@ -70,21 +70,25 @@ def test_no_srun_is_one_error_line(tmp_path):
 
 @pytest.fixture
 def fake_python(tmp_path):
-    """A stand-in PYTHON that records the arguments it is given."""
+    """A stand-in PYTHON that records the arguments it is given, and a
+    config and a checkpoint to name."""
     record = tmp_path / 'python_args'
     python = tmp_path / 'python'
     python.write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" > {record}\n')
     python.chmod(python.stat().st_mode | stat.S_IEXEC)
+    for name in ('a config.py', 'a ckpt.pth'):
+        (tmp_path / name).write_text('')
     return {'PYTHON': str(python), 'PORT': '29511'}, record
 
 
-@pytest.mark.parametrize('script, positional, tool', [
-    ('tools/dist_train.sh', ['a config.py', '2'], 'train.py'),
-    ('tools/dist_test.sh', ['a config.py', 'a ckpt.pth', '2'], 'test.py'),
+@pytest.mark.parametrize('script, files, tool', [
+    ('tools/dist_train.sh', ['a config.py'], 'train.py'),
+    ('tools/dist_test.sh', ['a config.py', 'a ckpt.pth'], 'test.py'),
 ])
-def test_torchrun_gets_the_job(fake_python, script, positional, tool):
+def test_torchrun_gets_the_job(fake_python, tmp_path, script, files, tool):
     env, record = fake_python
-    run_tool(script, *positional, '--cfg-options', 'a=1', env=env)
+    files = [str(tmp_path / name) for name in files]
+    run_tool(script, *files, '2', '--cfg-options', 'a=1', env=env)
     args = record.read_text().splitlines()
     assert args[:8] == [
         '-m', 'torch.distributed.run', '--nnodes=1', '--node_rank=0',
@@ -92,25 +96,32 @@ def test_torchrun_gets_the_job(fake_python, script, positional, tool):
         '--master_port=29511', args[7]
     ]
     assert args[7].endswith(f'tools/{tool}')
-    files = ['a config.py'] + (['a ckpt.pth'] if tool == 'test.py' else [])
     assert args[8:] == files + ['--launcher', 'pytorch', '--cfg-options',
                                 'a=1']
 
 
 @pytest.mark.parametrize('script, positional, message', [
-    ('tools/dist_train.sh', ['a.py'],
+    ('tools/dist_train.sh', ['{config}'],
      'error: expected CONFIG GPUS [train.py options], got 1 argument(s)'),
-    ('tools/dist_test.sh', ['a.py', 'b.pth'], 'error: expected CONFIG '
+    ('tools/dist_test.sh', ['{config}', '{ckpt}'], 'error: expected CONFIG '
      'CHECKPOINT GPUS [test.py options], got 2 argument(s)'),
-    ('tools/dist_train.sh', ['a.py', 'two'],
+    ('tools/dist_train.sh', ['{config}', 'two'],
      "error: GPUS must be a positive number of processes, got 'two'"),
-    ('tools/dist_test.sh', ['a.py', 'b.pth', '0'],
+    ('tools/dist_test.sh', ['{config}', '{ckpt}', '0'],
      "error: GPUS must be a positive number of processes, got '0'"),
+    ('tools/dist_train.sh', ['no.py', '2'], 'error: config no.py does not '
+     'exist'),
+    ('tools/dist_test.sh', ['{config}', 'no.pth', '2'],
+     'error: checkpoint no.pth does not exist'),
 ])
-def test_dist_scripts_refuse_bad_arguments(fake_python, script, positional,
-                                           message):
+def test_dist_scripts_refuse_bad_arguments(fake_python, tmp_path, script,
+                                           positional, message):
+    """Before torchrun starts: else each process would say it, and
+    torchrun add its own traceback."""
     env, record = fake_python
-    result = run_tool(script, *positional, env=env, check=False)
+    names = dict(config=tmp_path / 'a config.py', ckpt=tmp_path / 'a ckpt.pth')
+    result = run_tool(script, *[p.format(**names) for p in positional],
+                      env=env, check=False)
     assert result.returncode == 2
     assert result.stderr.strip() == message
     assert not record.exists()

@@ -157,10 +157,12 @@ def check_stage_args(backbone: str, kwargs: dict) -> dict:
     if type(num_stages) is not int or not 1 <= num_stages <= 4:
         raise ValueError(f'{backbone} num_stages must be an int in [1, 4], '
                          f'got {num_stages!r}')
-    for arg in ('strides', 'dilations'):
-        if arg in kwargs and not _positive_ints(kwargs[arg], num_stages):
+    for arg in ('strides', 'dilations'):  # defaults are for 4 stages
+        value = kwargs.get(arg)
+        if ((value is not None or num_stages != 4)
+                and not _positive_ints(value, num_stages)):
             raise ValueError(f'{backbone} {arg} must be {num_stages} positive '
-                             f'ints (one a stage), got {kwargs[arg]!r}')
+                             f'ints (one a stage), got {value!r}')
     for arg in ('groups', 'width_per_group'):
         value = kwargs[arg]
         if type(value) is not int or value < 1:
