@@ -123,7 +123,8 @@ def export_onnx(model: torch.nn.Module,
 def verify_onnx(path: str, model: torch.nn.Module,
                 inputs: Tuple[torch.Tensor, ...]) -> float:
     """Largest error of the ONNX file (in onnxruntime, on the CPU) against
-    ``model`` on ``inputs``, relative to the largest PyTorch output."""
+    ``model`` on ``inputs``, relative to the largest PyTorch output; inf
+    where either gives a NaN or an inf (a comparison would hide it)."""
     import onnxruntime
     session = onnxruntime.InferenceSession(path,
                                            providers=['CPUExecutionProvider'])
@@ -144,6 +145,10 @@ def verify_onnx(path: str, model: torch.nn.Module,
         if g.shape != w.shape:
             raise ExportError(f'{path} gives an output of shape {g.shape}, '
                               f'the model {w.shape}')
+        if not (np.isfinite(g).all() and np.isfinite(w).all()):
+            return float('inf')
+        if w.size == 0:
+            continue
         scale = max(float(np.abs(w).max()), 1e-12)
         worst = max(worst, float(np.abs(g - w).max()) / scale)
     return worst

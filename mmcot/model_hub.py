@@ -23,12 +23,20 @@ def model_index_path() -> str:
 CLASSIFICATION_METAFILE = osp.join('configs', 'cotnet', 'metafile.yml')
 
 
+_registered = set()  # the metafiles registered in this process
+
+
 def register_models() -> None:
     """Register mmcot's classification metafile with
-    ``mmpretrain.apis.ModelHub``."""
+    ``mmpretrain.apis.ModelHub``, once (ModelHub refuses a second
+    registration of a name)."""
     from mmpretrain.apis import ModelHub
     path = model_index_path()
-    if path:
-        root = osp.dirname(path)
-        ModelHub.register_model_index(
-            osp.join(root, CLASSIFICATION_METAFILE), config_prefix=root)
+    if not path:
+        return
+    root = osp.dirname(path)
+    metafile = osp.join(root, CLASSIFICATION_METAFILE)
+    if metafile in _registered:
+        return
+    ModelHub.register_model_index(metafile, config_prefix=root)
+    _registered.add(metafile)

@@ -29,6 +29,17 @@ def test_model_hub_lists_classification_configs_only():
         assert not metafile_models(family) & listed, family
 
 
+def test_registering_the_models_again_changes_nothing():
+    """A second import of mmcot's hook (importlib.reload) finds the names
+    registered and leaves them, where mmpretrain would raise."""
+    import mmpretrain
+
+    from mmcot.model_hub import register_models
+    listed = mmpretrain.list_models()
+    register_models()
+    assert mmpretrain.list_models() == listed
+
+
 def tracked_files():
     return subprocess.run(['git', 'ls-files'],
                           cwd=REPO,

@@ -1,7 +1,9 @@
 """Timing and memory helpers of the benchmark scripts in tools/analysis."""
 import ctypes
 import multiprocessing as mp
+import pickle
 import platform
+import queue as queue_module
 import resource
 import statistics
 import time
@@ -148,23 +150,40 @@ def peak_memory_mib(fn: Callable[[], Any], device: str) -> float:
 
 def _child(queue, fn, args):
     try:
-        queue.put(('ok', fn(*args)))
+        # pickled here: the queue's feeder thread would only print an error
+        result = ('ok', pickle.dumps(fn(*args)))
     except BaseException as error:  # reported to the parent
-        queue.put(('error', f'{type(error).__name__}: {error}'))
+        result = ('error', f'{type(error).__name__}: {error}')
+    queue.put(result)
 
 
 def run_isolated(fn: Callable, *args) -> Any:
     """``fn(*args)`` in a forked child process (a fresh peak RSS, no memory
-    left behind); its exception is raised here as a RuntimeError."""
+    left behind); its exception is raised here as a RuntimeError, as is the
+    end of a child that reports nothing (killed, out of memory, crashed)."""
     ctx = mp.get_context('fork')
     queue = ctx.Queue()
     proc = ctx.Process(target=_child, args=(queue, fn, args))
     proc.start()
-    status, value = queue.get()
+    while True:
+        try:
+            status, value = queue.get(timeout=1)
+            break
+        except queue_module.Empty:
+            if proc.is_alive():
+                continue
+            try:  # what it put just before it ended
+                status, value = queue.get(timeout=5)
+                break
+            except queue_module.Empty:
+                raise RuntimeError(
+                    f'the child process running {getattr(fn, "__name__", fn)}'
+                    f' ended (exit code {proc.exitcode}) without a result: '
+                    'killed, out of memory or crashed?') from None
     proc.join()
     if status != 'ok':
         raise RuntimeError(value)
-    return value
+    return pickle.loads(value)
 
 
 #: glibc's mallopt parameters (malloc.h)

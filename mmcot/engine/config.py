@@ -43,10 +43,13 @@ def check_data_roots(cfg: Config, splits: Iterable[str]) -> None:
             continue
         for key, root in _dataset_roots(loader.get('dataset'),
                                         f'{split}_dataloader.dataset'):
+            if not isinstance(root, str):
+                raise ConfigError(f'{key} must be a folder path, got '
+                                  f'{type(root).__name__} {root!r}')
             if osp.isdir(root):
                 continue
-            hint = (f'generate it with `{DEMO_DATA[root]}`'
-                    if root in DEMO_DATA else
+            demo = DEMO_DATA.get(osp.normpath(root))
+            hint = (f'generate it with `{demo}`' if demo else
                     f'point it at your data with --cfg-options {key}=PATH')
             raise FileNotFoundError(
                 f'{key} is {root!r}, which is not a folder '
@@ -71,8 +74,14 @@ def check_pretrained_checkpoints(cfg: Config) -> None:
         if node.get('type') != 'Pretrained' or not node.get('checkpoint'):
             continue
         key, checkpoint = f'{key}.checkpoint', node['checkpoint']
+        if not isinstance(checkpoint, str):
+            raise ConfigError(f'{key} must be a file path or URL, got '
+                              f'{type(checkpoint).__name__} {checkpoint!r}')
         if '://' in checkpoint or osp.isfile(checkpoint):
             continue
+        if osp.isdir(checkpoint):
+            raise ConfigError(f'{key} is {checkpoint!r}, a folder: name the '
+                              'checkpoint file in it')
         raise FileNotFoundError(
             f'{key} is {checkpoint!r}, which does not exist. Convert the '
             'official ImageNet weights (README: "Official weights") with '

@@ -23,6 +23,7 @@ from mmengine.fileio.backends import LocalBackend
 from mmengine.logging import print_log
 
 from ..fileio import atomic_write
+from ..untrusted_text import shorten
 from .checkpoint import CheckpointError, load_from_local_safely
 
 ATOMIC_BACKEND = 'atomic_local'
@@ -30,12 +31,41 @@ _CHECKPOINT_NAME = re.compile(r'^(epoch|iter)_(\d+)\.pth$')
 
 
 class AtomicLocalBackend(LocalBackend):
-    """Local files written whole or not at all (see the module)."""
+    """Local files written whole or not at all (see the module).
+
+    MMEngine's checkpoint hook removes the previous best checkpoint before
+    it writes the new one: here that removal waits until a best checkpoint
+    is next written whole in the same folder, so a failed or killed write
+    leaves the previous one. (Pending removals are the process's: the hook
+    and the runner's save each make their own backend.)
+    """
+
+    _replaced_best = set()  # absolute paths of best checkpoints to remove
+
+    @staticmethod
+    def _is_best_checkpoint(filepath) -> bool:
+        name = osp.basename(str(filepath))
+        return name.startswith('best_') and name.endswith('.pth')
 
     def put(self, obj: bytes, filepath: Union[str, 'os.PathLike']) -> None:
         mmengine.mkdir_or_exist(osp.dirname(osp.abspath(filepath)))
         with atomic_write(filepath, 'wb') as f:
             f.write(obj)
+        if self._is_best_checkpoint(filepath):
+            written = osp.abspath(filepath)
+            for old in [
+                    p for p in self._replaced_best
+                    if osp.dirname(p) == osp.dirname(written)
+            ]:
+                self._replaced_best.discard(old)
+                if old != written and osp.isfile(old):
+                    os.remove(old)
+
+    def remove(self, filepath: Union[str, 'os.PathLike']) -> None:
+        if self._is_best_checkpoint(filepath) and osp.isfile(filepath):
+            self._replaced_best.add(osp.abspath(filepath))
+            return
+        super().remove(filepath)
 
     def put_text(self,
                  obj: str,
@@ -65,8 +95,8 @@ def _checkpoint_problem(path: str) -> Optional[str]:
     """Why ``path`` cannot be resumed from, or None if it loads."""
     try:
         checkpoint = load_from_local_safely(path)
-    except (CheckpointError, OSError) as e:
-        return str(e)
+    except (CheckpointError, OSError, ValueError) as e:  # ValueError: a NUL
+        return shorten(str(e), 500)
     if 'state_dict' not in checkpoint:
         return f'{path} holds no state_dict: not a runner checkpoint'
     return None
@@ -85,15 +115,15 @@ def resume_checkpoint(work_dir: str) -> Optional[str]:
     """
     pointer = osp.join(work_dir, 'last_checkpoint')
     named = None
-    if osp.isfile(pointer):
-        with open(pointer) as f:
-            named = f.read().strip() or None
+    if osp.isfile(pointer):  # a path, or what a crash left of one
+        with open(pointer, 'rb') as f:
+            named = f.read(4096).decode('utf-8', 'replace').strip() or None
     if named is not None:
         problem = _checkpoint_problem(named)
         if problem is None:
             return named
         print_log(
-            f'{pointer} names {named}, which cannot be resumed from '
+            f'{pointer} names {shorten(named)}, which cannot be resumed from '
             f'({problem}); looking for the newest intact checkpoint in '
             f'{work_dir}',
             logger='current',
@@ -107,16 +137,20 @@ def resume_checkpoint(work_dir: str) -> Optional[str]:
     for _, path in sorted(candidates, reverse=True):
         problem = _checkpoint_problem(path)
         if problem is None:
-            if named is not None:
+            if named is not None or rejected:
+                skipped = (f' (skipped: {"; ".join(rejected)})'
+                           if rejected else '')
                 print_log(
-                    f'resuming from {path}, the newest intact checkpoint',
+                    f'resuming from {path}, the newest intact '
+                    f'checkpoint{skipped}',
                     logger='current',
                     level=30)
             return path
         rejected.append(f'{path} ({problem})')
     if named is None and not rejected:
         return None
-    tried = ([f'{named} (named by {pointer})'] if named else []) + rejected
+    tried = ([f'{shorten(named)} (named by {pointer})'] if named else
+             []) + rejected
     raise CheckpointError(
         f'--resume: no intact checkpoint in {work_dir} to resume from; '
         f'tried {"; ".join(tried)}. Start a new run without --resume, or '

@@ -15,6 +15,13 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 
 @torch.no_grad()
+def check_num_iters(num_iters) -> None:
+    """A positive int (not a bool), else a ValueError naming it."""
+    if type(num_iters) is not int or num_iters < 1:
+        raise ValueError(
+            f'num_iters must be a positive int, got {num_iters!r}')
+
+
 def recompute_bn_stats(model: nn.Module, batches: Iterable,
                        num_iters: int) -> int:
     """Set the running mean and variance of each training BatchNorm layer of
@@ -24,11 +31,17 @@ def recompute_bn_stats(model: nn.Module, batches: Iterable,
     ``mode='loss'``) without gradients. Layers in eval mode (frozen stages,
     ``norm_eval``) keep theirs; the momentum is left as it was.
 
+    A batch that fails leaves every layer's statistics as they were.
+
     Returns:
         int: the batches used (0: no layer to recompute, or no batch).
     """
+    check_num_iters(num_iters)
     if is_model_wrapper(model):
         model = model.module
+    if not callable(getattr(model, 'data_preprocessor', None)):
+        raise TypeError('model must be an MMEngine model (with a '
+                        f'data_preprocessor), got {type(model).__name__}')
     layers = [
         m for m in model.modules()
         if isinstance(m, _BatchNorm) and m.training and m.track_running_stats
@@ -38,6 +51,8 @@ def recompute_bn_stats(model: nn.Module, batches: Iterable,
     means = [torch.zeros_like(bn.running_mean) for bn in layers]
     variances = [torch.zeros_like(bn.running_var) for bn in layers]
     momentums = [bn.momentum for bn in layers]
+    saved = [(bn.running_mean.clone(), bn.running_var.clone(),
+              bn.num_batches_tracked.clone()) for bn in layers]
     used = 0
     try:
         for bn in layers:
@@ -48,6 +63,12 @@ def recompute_bn_stats(model: nn.Module, batches: Iterable,
                 means[i] += bn.running_mean
                 variances[i] += bn.running_var
             used += 1
+    except BaseException:
+        for bn, (mean, variance, tracked) in zip(layers, saved):
+            bn.running_mean.copy_(mean)
+            bn.running_var.copy_(variance)
+            bn.num_batches_tracked.copy_(tracked)
+        raise
     finally:
         for bn, momentum in zip(layers, momentums):
             bn.momentum = momentum
@@ -83,10 +104,8 @@ class RecomputeBNHook(Hook):
     priority = 'ABOVE_NORMAL'
 
     def __init__(self, num_iters: int = 200, interval: int = 0) -> None:
-        if not isinstance(num_iters, int) or num_iters < 1:
-            raise ValueError(
-                f'num_iters must be a positive int, got {num_iters!r}')
-        if not isinstance(interval, int) or interval < 0:
+        check_num_iters(num_iters)
+        if type(interval) is not int or interval < 0:
             raise ValueError(
                 f'interval must be an int >= 0, got {interval!r}')
         self.num_iters = num_iters

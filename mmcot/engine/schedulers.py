@@ -28,8 +28,15 @@ class LinearWarmupLR(LinearLR):
         if 'start_factor' in kwargs:
             raise ValueError('LinearWarmupLR takes start_lr, an absolute '
                              'learning rate, not start_factor')
-        groups = (optimizer.optimizer if isinstance(
-            optimizer, BaseOptimWrapper) else optimizer).param_groups
+        if type(start_lr) not in (int, float):
+            raise ValueError(f'start_lr must be a number, got {start_lr!r}')
+        inner = (optimizer.optimizer
+                 if isinstance(optimizer, BaseOptimWrapper) else optimizer)
+        if not isinstance(inner, Optimizer):
+            raise TypeError('optimizer must be a torch optimizer or an '
+                            'MMEngine optim wrapper, got '
+                            f'{type(optimizer).__name__}')
+        groups = inner.param_groups
         lrs = sorted({group.get('initial_lr', group['lr'])
                       for group in groups})
         if len(lrs) != 1:

@@ -42,11 +42,16 @@ class SegFileVisualizationHook(SegVisualizationHook):
                 fileio.get(output.img_path, backend_args=self.backend_args),
                 channel_order='rgb')
             name = osp.basename(output.img_path)
+            out_file = osp.join(self.out_dir, name)
+            if osp.realpath(out_file) == osp.realpath(output.img_path):
+                raise ValueError(
+                    f'out_dir {self.out_dir} holds the test image {name}, '
+                    'which the drawing would overwrite; give another folder')
             self._visualizer.add_datasample(
                 f'test_{name}',
                 image,
                 data_sample=output,
                 show=self.show,
                 wait_time=self.wait_time,
-                out_file=osp.join(self.out_dir, name),
+                out_file=out_file,
                 step=runner.iter)

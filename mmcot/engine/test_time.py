@@ -59,17 +59,25 @@ class IndexedVisualizationHook(VisualizationHook):
 
     mmpretrain's names the file after the image's file name alone, so the
     images of a class-per-folder dataset (``cat/0001.png``,
-    ``dog/0001.png``) overwrite each other.
+    ``dog/0001.png``) overwrite each other. The index is the sample's
+    ``sample_idx``, or where a pipeline drops it the count of images drawn
+    before (a batch's size times its index would misnumber those after a
+    smaller batch).
     """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._images_seen = 0
 
     def _draw_samples(self, batch_idx: int, data_batch: dict,
                       data_samples, step: int = 0) -> None:
         if not self.enable:
             return
-        first = len(data_samples) * batch_idx
-        for offset, (image, sample) in enumerate(
-                zip(data_batch['inputs'], data_samples)):
-            index = first + offset
+        for image, sample in zip(data_batch['inputs'], data_samples):
+            index = sample.get('sample_idx')
+            if index is None:
+                index = self._images_seen
+            self._images_seen += 1
             if index % self.interval:
                 continue
             name = f'{index:06d}_' + osp.splitext(
@@ -115,6 +123,12 @@ def enable_visualization(cfg: Config,
             "(mmpretrain) or dict(type='DetVisualizationHook') (mmdet)")
     if show_dir and osp.exists(show_dir) and not osp.isdir(show_dir):
         raise ValueError(f'--show-dir {show_dir} is a file, not a folder')
+    images = _test_image_folder(cfg)
+    if show_dir and images and osp.realpath(show_dir) == osp.realpath(images):
+        # mmdet's and mmseg's drawings take the images' file names
+        raise ValueError(f'--show-dir {show_dir} is the folder of the test '
+                         'images, which the drawings would overwrite; give '
+                         'another folder')
     out_dir = osp.abspath(show_dir) if show_dir else None
     if cfg.get('default_scope') == 'mmdet':
         # an absolute folder: mmdet joins it to work_dir/timestamp otherwise
@@ -134,6 +148,20 @@ def _innermost_dataset(dataset: dict) -> dict:
     while 'dataset' in dataset:
         dataset = dataset['dataset']
     return dataset
+
+
+def _test_image_folder(cfg: Config) -> Optional[str]:
+    """The folder of the test images an mmpretrain, mmdet or mmseg dataset
+    config names (``data_root`` joined with its image prefix), if any."""
+    loader = cfg.get('test_dataloader') or {}
+    dataset = _innermost_dataset(loader.get('dataset') or {})
+    prefix = dataset.get('data_prefix') or ''
+    if isinstance(prefix, dict):
+        prefix = prefix.get('img') or prefix.get('img_path') or ''
+    root = dataset.get('data_root') or ''
+    if not isinstance(root, str) or not isinstance(prefix, str):
+        return None
+    return osp.join(root, prefix) if root or prefix else None
 
 
 def enable_tta(cfg: Config) -> None:

@@ -11,6 +11,7 @@ import time
 import pytest
 import torch
 from mmengine.config import Config
+from mmengine.evaluator import BaseMetric
 from mmengine.fileio import get_file_backend
 
 from mmcot.engine import (AtomicLocalBackend, CheckpointError,
@@ -20,6 +21,7 @@ from mmcot.engine import (AtomicLocalBackend, CheckpointError,
 from ..conftest import REPO, free_port, run_tool
 from ..test_tools.test_train_test_tools import (DEMO, assert_same_state,
                                                 demo_options)
+from .toy_runner import ToyDataset, train_toy_runner
 
 
 def test_atomic_backend_keeps_the_old_file_on_a_failed_write(tmp_path):
@@ -34,6 +36,60 @@ def test_atomic_backend_keeps_the_old_file_on_a_failed_write(tmp_path):
     backend.put_text('epoch_1.pth', str(tmp_path / 'last_checkpoint'))
     assert sorted(os.listdir(tmp_path)) == ['last_checkpoint', 'sub']
     assert os.listdir(tmp_path / 'sub') == ['epoch_1.pth']
+
+
+class _RisingAccuracy(BaseMetric):
+    """Accuracy 1, 2, 3, ... at each validation: every epoch a new best."""
+
+    def __init__(self):
+        super().__init__()
+        self.validations = 0
+
+    def process(self, data_batch, data_samples):
+        self.results.append(0)
+
+    def compute_metrics(self, results):
+        self.validations += 1
+        return dict(acc=float(self.validations))
+
+
+def train_saving_the_best(work_dir, epochs):
+    train_toy_runner(
+        str(work_dir), epochs, custom_hooks=[],
+        val_dataloader=dict(dataset=ToyDataset(),
+                            sampler=dict(type='DefaultSampler',
+                                         shuffle=False),
+                            batch_size=8,
+                            collate_fn=dict(type='default_collate')),
+        val_evaluator=[_RisingAccuracy()], val_cfg=dict(),
+        default_hooks=dict(checkpoint=dict(
+            type='CheckpointHook', interval=1, save_best='acc',
+            rule='greater', backend_args=dict(backend='atomic_local'))))
+    return sorted(glob.glob1(str(work_dir), 'best_*.pth'))
+
+
+def test_a_new_best_checkpoint_replaces_the_old_one(tmp_path):
+    assert train_saving_the_best(tmp_path, 3) == ['best_acc_epoch_3.pth']
+
+
+def test_failed_write_of_a_best_checkpoint_keeps_the_previous(
+        tmp_path, monkeypatch):
+    """MMEngine's hook removes the previous best before it writes the new
+    one: a write that fails (a full disk) must not leave the run without
+    a best checkpoint."""
+    put = AtomicLocalBackend.put
+
+    def disk_full_at_epoch_2(self, obj, filepath):
+        if osp.basename(filepath) == 'best_acc_epoch_2.pth':
+            raise OSError(28, 'No space left on device')
+        return put(self, obj, filepath)
+
+    monkeypatch.setattr(AtomicLocalBackend, 'put', disk_full_at_epoch_2)
+    with pytest.raises(OSError, match='No space left'):
+        train_saving_the_best(tmp_path, 3)
+    assert glob.glob1(str(tmp_path), 'best_*.pth') == ['best_acc_epoch_1.pth']
+    checkpoint = load_local_checkpoint(str(tmp_path / 'best_acc_epoch_1.pth'))
+    assert checkpoint['meta']['epoch'] == 1
 
 
 @pytest.mark.parametrize('hook, expected', [
@@ -85,15 +141,42 @@ def test_resume_falls_back_to_the_newest_intact_checkpoint(
     assert f'names {tmp_path / "epoch_11.pth"}, which cannot be resumed' in (
         logged[0])
     assert 'truncated' in logged[0] or 'central directory' in logged[0]
-    assert logged[1] == (f'resuming from {tmp_path / "epoch_9.pth"}, the '
-                         'newest intact checkpoint')
+    assert logged[1].startswith(
+        f'resuming from {tmp_path / "epoch_9.pth"}, the newest intact '
+        f'checkpoint (skipped: {tmp_path / "epoch_10.pth"} (')
 
 
-def test_resume_without_last_checkpoint(tmp_path):
+@pytest.mark.parametrize('pointer', [
+    b'\xff\xfe\x00epoch_9.pth',  # not UTF-8
+    b'epoch_9\x00.pth',  # a NUL in the path
+    b'x' * 100_000,  # a name far too long, shown cut
+])
+def test_resume_survives_a_damaged_last_checkpoint(tmp_path, monkeypatch,
+                                                   pointer):
+    logged = []
+    monkeypatch.setattr(interrupted_runs, 'print_log',
+                        lambda message, **kwargs: logged.append(message))
+    save(tmp_path / 'epoch_9.pth', 9)
+    (tmp_path / 'last_checkpoint').write_bytes(pointer)
+    assert resume_checkpoint(str(tmp_path)) == str(tmp_path / 'epoch_9.pth')
+    assert 'cannot be resumed from' in logged[0]
+    assert len(logged[0]) < 2000
+
+
+def test_resume_without_last_checkpoint(tmp_path, monkeypatch):
+    logged = []
+    monkeypatch.setattr(interrupted_runs, 'print_log',
+                        lambda message, **kwargs: logged.append(message))
     assert resume_checkpoint(str(tmp_path)) is None
     save(tmp_path / 'iter_100.pth', 1)
     save(tmp_path / 'iter_20.pth', 1)
     assert resume_checkpoint(str(tmp_path)) == str(tmp_path / 'iter_100.pth')
+    assert logged == []
+    truncate(tmp_path / 'iter_100.pth')  # skipped, and the log says so
+    assert resume_checkpoint(str(tmp_path)) == str(tmp_path / 'iter_20.pth')
+    assert len(logged) == 1 and logged[0].startswith(
+        f'resuming from {tmp_path / "iter_20.pth"}, the newest intact '
+        f'checkpoint (skipped: {tmp_path / "iter_100.pth"}')
 
 
 def test_resume_with_nothing_intact_stops(tmp_path):

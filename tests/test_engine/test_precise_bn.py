@@ -64,14 +64,39 @@ def test_nothing_to_recompute():
     assert model.modes == [] and torch.equal(model.bn.running_mean, before)
 
 
+def test_a_failing_batch_leaves_the_statistics_as_they_were():
+    torch.manual_seed(0)
+    model = TwoNorms().train()
+    model.bn.running_mean.uniform_()
+    before = {k: v.clone() for k, v in model.bn.state_dict().items()}
+    data = batches(1) + [dict(x=torch.randn(5, 3))]  # the second: wrong width
+    with pytest.raises(RuntimeError):
+        recompute_bn_stats(model, data, num_iters=2)
+    for key, value in model.bn.state_dict().items():
+        assert torch.equal(value, before[key]), key
+    assert model.bn.momentum == 0.1
+
+
 @pytest.mark.parametrize('kwargs, message', [
     (dict(num_iters=0), 'num_iters must be a positive int'),
     (dict(num_iters=2.5), 'num_iters must be a positive int'),
+    (dict(num_iters=True), 'num_iters must be a positive int'),
     (dict(interval=-1), 'interval must be an int >= 0'),
 ])
 def test_bad_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
         RecomputeBNHook(**kwargs)
+
+
+@pytest.mark.parametrize('num_iters', [None, -1, '3'])
+def test_bad_num_iters_of_the_function(num_iters):
+    with pytest.raises(ValueError, match='num_iters must be a positive int'):
+        recompute_bn_stats(TwoNorms().train(), batches(2), num_iters)
+
+
+def test_the_function_needs_an_mmengine_model():
+    with pytest.raises(TypeError, match='model must be an MMEngine model'):
+        recompute_bn_stats(nn.Sequential(nn.BatchNorm1d(4)), batches(1), 1)
 
 
 def batch_statistics(checkpoint, first_batches):

@@ -53,7 +53,15 @@ def test_epoch_config_converts_to_iterations():
     ((0.2, ), dict(start_lr=0.0), r'start_lr must be in \(0, 0.2\]'),
     ((0.2, 0.1), dict(start_lr=1e-4), 'different learning rates'),
     ((0.2, ), dict(start_lr=1e-4, start_factor=0.1), 'not start_factor'),
+    ((0.2, ), dict(start_lr='1e-4'), "start_lr must be a number, got '1e-4'"),
+    ((0.2, ), dict(start_lr=None), 'start_lr must be a number, got None'),
 ])
 def test_bad_arguments(lrs_, kwargs, message):
     with pytest.raises(ValueError, match=message):
         LinearWarmupLR(optimizer(*lrs_), end=5, **kwargs)
+
+
+def test_needs_an_optimizer():
+    with pytest.raises(TypeError, match='optimizer must be a torch '
+                       'optimizer or an MMEngine optim wrapper, got dict'):
+        LinearWarmupLR(dict(lr=0.1), start_lr=1e-4, end=5)

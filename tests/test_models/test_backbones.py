@@ -317,6 +317,27 @@ def test_pretrained_prefix_with_no_keys_is_refused_by_name(tmp_path):
         load_state_dict_from(path, prefix='backbone')
 
 
+@pytest.mark.parametrize('prefix', ['', 3])
+def test_bad_prefix_is_refused_before_the_file_is_read(prefix):
+    with pytest.raises(ValueError, match='prefix must be a non-empty str'):
+        load_state_dict_from('/no/such/file.pth', prefix=prefix)
+
+
+def test_a_key_with_and_without_module_prefix_is_refused(tmp_path):
+    """Stripping DDP's ``module.`` would keep one of the two silently."""
+    path = str(tmp_path / 'both.pth')
+    torch.save({'module.a': torch.zeros(1), 'a': torch.ones(2)}, path)
+    with pytest.raises(StateDictError, match="holds 'a' both with and "
+                       'without the module. prefix'):
+        load_state_dict_from(path)
+
+
+def test_pretrained_init_cfg_needs_a_checkpoint():
+    with pytest.raises(ValueError, match='needs checkpoint=PATH, got None'):
+        CoTNet(50, stage_blocks=(1, 1, 1, 1),
+               init_cfg=dict(type='Pretrained')).init_weights()
+
+
 def test_cot_inside_mmdet_resnet():
     """The registered CoT layer replaces the 3x3 convs of mmdet's own
     ResNet through its ``dcn`` option."""

@@ -11,7 +11,7 @@ from mmengine.registry import MODELS
 
 import mmcot  # noqa: F401
 from mmcot.deployment import (ExportError, decompose_local_aggregation,
-                              export_program)
+                              export_onnx, export_program, verify_onnx)
 from mmcot.models.utils import OFFICIAL_VARIANTS
 from mmcot.ops import ext_available
 
@@ -141,3 +141,22 @@ def test_unexportable_model_is_a_clear_error():
         export_program(DataDependent(), (torch.randn(2, 3), ))
     with pytest.raises(TypeError, match='example_inputs must be a tuple'):
         export_program(build('cotnet50'), torch.randn(1, 3, 64, 64))
+
+
+class NaNs(torch.nn.Module):
+
+    def forward(self, x):
+        return torch.sqrt(-1 - torch.relu(x))
+
+
+def test_onnx_verification_does_not_pass_nans(tmp_path):
+    """A NaN on either side is an infinite error, not the 0 that a max
+    over comparisons with NaN gives."""
+    x = torch.randn(2, 4)
+    linear = torch.nn.Linear(4, 3)
+    path = export_onnx(linear, (x, ), str(tmp_path / 'linear.onnx'))
+    assert verify_onnx(path, linear, (x, )) < 1e-6
+    assert verify_onnx(path, torch.nn.Sequential(linear, NaNs()),
+                       (x, )) == float('inf')
+    path = export_onnx(NaNs(), (x, ), str(tmp_path / 'nans.onnx'))
+    assert verify_onnx(path, torch.nn.Identity(), (x, )) == float('inf')

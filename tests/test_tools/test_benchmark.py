@@ -1,16 +1,19 @@
 """tools/analysis/benchmark.py, the timing helper behind its ratios, and
 the op shapes benchmark_op.py times."""
 import json
+import os
 import os.path as osp
 import subprocess
 import sys
+import threading
 
 import pytest
 import torch
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmcot.analysis import (interleaved_median_ms, interleaved_times_ms,
-                            markdown_table, median_ms, speed_ratio, timing)
+                            markdown_table, median_ms, run_isolated,
+                            speed_ratio, timing)
 from mmcot.models.layers import CoTLayer
 
 from ..conftest import REPO, run_tool
@@ -39,6 +42,31 @@ class FakeClock:
 
     def perf_counter(self):
         return self.now
+
+
+def _exit_at_once():
+    os._exit(3)
+
+
+def _unpicklable_result():
+    return threading.Lock()
+
+
+def _fails():
+    raise ValueError('in the child')
+
+
+def test_isolated_run_reports_what_ends_its_child():
+    """A child that dies (killed, out of memory) or whose result cannot be
+    sent back is an error, not a parent waiting for ever."""
+    assert run_isolated(sum, [1, 2]) == 3
+    with pytest.raises(RuntimeError, match=r'_exit_at_once ended \(exit '
+                       r'code 3\) without a result'):
+        run_isolated(_exit_at_once)
+    with pytest.raises(RuntimeError, match='TypeError: cannot pickle'):
+        run_isolated(_unpicklable_result)
+    with pytest.raises(RuntimeError, match='ValueError: in the child'):
+        run_isolated(_fails)
 
 
 def test_interleaved_median_takes_turns(monkeypatch):

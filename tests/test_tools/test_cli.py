@@ -1,16 +1,18 @@
 """What mmcot's tools share for a user's mistakes (mmcot.cli, the config
 checks of mmcot.engine): one ``error: ...`` line and a non-zero exit."""
 import os
+import re
 
 import pytest
 import torch
 
 from mmcot.cli import (CfgOptionsAction, ToolArgumentParser, check_device,
                        check_output_file)
-from mmcot.engine import (ConfigError, exit_on_file_errors, load_config,
-                          require_config_keys)
+from mmcot.engine import (ConfigError, check_data_roots, exit_on_file_errors,
+                          load_config, require_config_keys)
+from mmcot.engine.config import check_pretrained_checkpoints
 
-from ..conftest import run_tool
+from ..conftest import REPO, run_tool
 from .conftest import DEMO, demo_options
 
 
@@ -153,3 +155,41 @@ def test_tools_answer_mistakes_with_one_line(args, code, message, tmp_path,
               if line.startswith('error:')]
     assert len(errors) == 1 and errors[0].startswith(message.format(**names))
     assert 'Traceback' not in result.stderr
+
+
+@pytest.mark.parametrize('config, kind, root', [
+    (DEMO, 'cls', 'data/shapes_cls'),
+    ('configs/mask_rcnn/mask-rcnn_cotnet-tiny_fpn_syncbn_1xb4-12e_shapes.py',
+     'det', 'data/shapes_coco'),
+    ('configs/upernet/upernet_cotnet-tiny_1xb8-3k_shapes-128x128.py', 'seg',
+     'data/shapes_seg'),
+])
+def test_missing_demo_data_says_how_to_make_it(config, kind, root, tmp_path,
+                                               monkeypatch):
+    cfg = load_config(os.path.join(REPO, config))
+    monkeypatch.chdir(tmp_path)  # where no data/ folder is
+    with pytest.raises(FileNotFoundError) as error:
+        check_data_roots(cfg, ['train'])
+    assert str(error.value).endswith(
+        'generate it with `python tools/dataset_converters/make_shapes.py '
+        f'{kind} {root}`')
+    cfg.train_dataloader.dataset.data_root = 3
+    with pytest.raises(ConfigError, match='must be a folder path, got int'):
+        check_data_roots(cfg, ['train'])
+
+
+@pytest.mark.parametrize('checkpoint, error, message', [
+    ('{tmp}', ConfigError, 'is {tmp!r}, a folder: name the checkpoint file'),
+    ('{tmp}/missing.pth', FileNotFoundError, 'which does not exist'),
+    (5, ConfigError, 'must be a file path or URL, got int 5'),
+])
+def test_pretrained_checkpoint_is_checked_at_once(checkpoint, error, message,
+                                                  tmp_path):
+    cfg = load_config(os.path.join(REPO, DEMO))
+    if isinstance(checkpoint, str):
+        checkpoint = checkpoint.format(tmp=tmp_path)
+    cfg.model.backbone.init_cfg = dict(type='Pretrained',
+                                       checkpoint=checkpoint)
+    with pytest.raises(error, match=re.escape(message.format(
+            tmp=str(tmp_path)))):
+        check_pretrained_checkpoints(cfg)

@@ -119,11 +119,21 @@ def _either(names: Sequence[str]) -> str:
 
 
 def strip_module_prefix(state_dict: Dict[str, torch.Tensor]) -> dict:
-    """The state dict with the ``module.`` of a DDP wrapper removed."""
-    return {
-        k[len('module.'):] if k.startswith('module.') else k: v
-        for k, v in state_dict.items()
-    }
+    """The state dict with the ``module.`` of a DDP wrapper removed.
+
+    Raises:
+        StateDictError: If a key is there both with and without it (one of
+            the two would be dropped).
+    """
+    stripped = {}
+    for key, value in state_dict.items():
+        name = key[len('module.'):] if key.startswith('module.') else key
+        if name in stripped:
+            raise StateDictError(
+                f'the state dict holds {shorten(name, 100)!r} both with and '
+                'without the module. prefix of a DDP wrapper')
+        stripped[name] = value
+    return stripped
 
 
 def load_state_dict_from(path: str,
@@ -138,6 +148,9 @@ def load_state_dict_from(path: str,
             :func:`extract_state_dict`) or none of its keys is under
             ``prefix``.
     """
+    if prefix is not None and (not isinstance(prefix, str) or not prefix):
+        raise ValueError(f'prefix must be a non-empty str or None, got '
+                         f'{prefix!r}')
     from mmengine.runner.checkpoint import _load_checkpoint
     state_dict = extract_state_dict(_load_checkpoint(path, map_location),
                                     f'checkpoint {path}')
@@ -158,6 +171,9 @@ def load_pretrained_strictly(module: torch.nn.Module, init_cfg: dict) -> None:
     """Load ``init_cfg=dict(type='Pretrained', checkpoint, prefix=None)``
     into ``module``, refusing a checkpoint that does not match it exactly
     (MMEngine's ``PretrainedInit`` only logs the mismatch and goes on)."""
+    if not isinstance(init_cfg.get('checkpoint'), str):
+        raise ValueError('a Pretrained init_cfg needs checkpoint=PATH, got '
+                         f'{init_cfg.get("checkpoint")!r}')
     path, prefix = init_cfg['checkpoint'], init_cfg.get('prefix')
     state_dict = load_state_dict_from(path, prefix,
                                       init_cfg.get('map_location', 'cpu'))
