@@ -173,9 +173,17 @@ def enable_tta(cfg: Config) -> None:
     tools do: mmpretrain averages the class scores
     (``AverageClsScoreTTA``), mmdet merges the boxes with NMS at IoU 0.5,
     keeping 100 (``DetTTAModel``; masks cannot be merged, so detectors with
-    a mask head are refused).
+    a mask head are refused), mmseg averages the class logits of the
+    flipped-back maps (``SegTTAModel``).
     """
-    detection = cfg.get('default_scope') == 'mmdet'
+    scope = cfg.get('default_scope')
+    detection = scope == 'mmdet'
+    loader = cfg.get('test_dataloader') or {}
+    dataset = _innermost_dataset(loader.get('dataset') or {})
+    if 'tta_pipeline' not in cfg and not dataset.get('pipeline'):
+        raise ValueError(
+            '--tta: the test dataset has no pipeline of its own to augment '
+            '(none, or several datasets); set tta_pipeline in the config')
     if detection and 'tta_model' not in cfg and (cfg.model.get(
             'roi_head') or {}).get('mask_head'):
         raise ValueError(
@@ -183,12 +191,14 @@ def enable_tta(cfg: Config) -> None:
             'and this config predicts masks; set tta_model in the config to '
             'a TTA model that merges them')
     if 'tta_model' not in cfg:
-        cfg.tta_model = dict(
-            type='DetTTAModel',
-            tta_cfg=dict(nms=dict(type='nms', iou_threshold=0.5),
-                         max_per_img=100)) if detection else dict(
-                             type='AverageClsScoreTTA')
-    dataset = _innermost_dataset(cfg.test_dataloader.dataset)
+        if detection:
+            cfg.tta_model = dict(
+                type='DetTTAModel',
+                tta_cfg=dict(nms=dict(type='nms', iou_threshold=0.5),
+                             max_per_img=100))
+        else:
+            cfg.tta_model = dict(type='SegTTAModel' if scope ==
+                                 'mmseg' else 'AverageClsScoreTTA')
     if 'tta_pipeline' not in cfg:
         pipeline = copy.deepcopy(dataset.pipeline)
         pack = copy.deepcopy(pipeline[-1])

@@ -10,10 +10,12 @@ from mmengine.config import Config
 from mmpretrain.structures import DataSample
 from mmpretrain.visualization import UniversalVisualizer
 
-from mmcot.engine.test_time import (IndexedVisualizationHook,
+from mmcot.engine.test_time import (IndexedVisualizationHook, enable_tta,
                                     enable_visualization)
 
 from ..conftest import REPO
+
+DEMO = 'configs/cotnet/cotnet-tiny_1xb32-15e_shapes.py'
 
 
 @pytest.mark.parametrize('with_sample_idx', [True, False])
@@ -65,3 +67,27 @@ def test_show_dir_may_not_be_the_test_image_folder(config, tmp_path):
     with pytest.raises(ValueError, match='is the folder of the test images'):
         enable_visualization(copy.deepcopy(cfg), show_dir=str(folder))
     enable_visualization(cfg, show_dir=str(tmp_path / 'drawn'))  # elsewhere
+
+
+def test_segmentation_tta_merges_with_mmseg_model():
+    """A segmentation config without its own TTA gets mmseg's
+    SegTTAModel (mmpretrain's would average class scores of an image)."""
+    cfg = Config.fromfile(osp.join(
+        REPO, 'configs/upernet/upernet_cotnet-tiny_1xb8-3k_shapes-128x128.py'))
+    cfg.pop('tta_model', None)
+    cfg.pop('tta_pipeline', None)
+    enable_tta(cfg)
+    assert cfg.model.type == 'SegTTAModel'
+    assert cfg.model.module.type == 'EncoderDecoder'
+    assert cfg.test_dataloader.dataset.pipeline[-1].type == 'TestTimeAug'
+
+
+def test_tta_needs_a_pipeline_to_augment():
+    cfg = Config.fromfile(osp.join(REPO, DEMO))
+    cfg.test_dataloader.dataset = dict(type='ConcatDataset',
+                                       datasets=[cfg.test_dataloader.dataset])
+    with pytest.raises(ValueError, match='no pipeline of its own'):
+        enable_tta(cfg)
+    cfg.test_dataloader = None
+    with pytest.raises(ValueError, match='no pipeline of its own'):
+        enable_tta(cfg)
