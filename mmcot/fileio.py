@@ -46,10 +46,13 @@ def atomic_path(path: Union[str, os.PathLike],
         permissions = stat.S_IMODE(os.stat(path).st_mode)
     except OSError:
         permissions = 0o666 & ~_umask()
-    fd, tmp = tempfile.mkstemp(dir=folder,
-                               prefix=f'.{osp.basename(path)}.',
-                               suffix='.tmp' + (osp.splitext(path)[1]
-                                                if keep_extension else ''))
+    try:  # a name cut to leave room for the random part in 255 bytes
+        fd, tmp = tempfile.mkstemp(dir=folder,
+                                   prefix=f'.{osp.basename(path)[:180]}.',
+                                   suffix='.tmp' + (osp.splitext(path)[1]
+                                                    if keep_extension else ''))
+    except OSError as error:  # the error names path, not the temporary name
+        raise type(error)(error.errno, error.strerror, path) from None
     try:
         os.fchmod(fd, permissions)
         os.close(fd)
@@ -92,6 +95,8 @@ def atomic_write(path: Union[str, os.PathLike],
     """
     if mode not in ('w', 'wb'):
         raise ValueError(f"mode must be 'w' or 'wb', got {mode!r}")
+    if mode == 'wb' and encoding is not None:
+        raise ValueError("mode 'wb' (binary) takes no encoding")
     with atomic_path(path) as tmp:
         text_encoding = (encoding or 'utf-8') if mode == 'w' else None
         with open(tmp, mode, encoding=text_encoding) as f:

@@ -96,3 +96,26 @@ def test_atomic_path_for_writers_that_take_a_name(tmp_path):
             raise RuntimeError('the run failed')
     assert pickle.loads(out.read_bytes()) == [1, 2]
     assert os.listdir(tmp_path) == ['results.pkl']
+
+
+def test_binary_mode_takes_no_encoding(tmp_path):
+    with pytest.raises(ValueError, match="'wb' .* takes no encoding"):
+        with atomic_write(tmp_path / 'a', 'wb', encoding='latin-1'):
+            pass
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_long_name_that_open_takes(tmp_path):
+    """The temporary name is cut to fit where the file's own name fits."""
+    path = tmp_path / ('n' * 250)
+    with atomic_write(path, 'w') as f:
+        f.write('x')
+    assert path.read_text() == 'x' and os.listdir(tmp_path) == [path.name]
+
+
+def test_a_missing_folder_is_named_by_the_path(tmp_path):
+    path = tmp_path / 'no' / 'a.json'
+    with pytest.raises(FileNotFoundError) as error:
+        with atomic_write(path, 'w'):
+            pass
+    assert error.value.filename == str(path)

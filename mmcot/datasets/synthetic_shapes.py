@@ -78,9 +78,21 @@ def _draw(image: np.ndarray, polygon: np.ndarray, colour) -> None:
                  lineType=cv2.LINE_AA)
 
 
+def _check_split_args(count_name: str, count: int, size: int,
+                      seed: int) -> None:
+    """ValueError naming the argument unless the count is an int >= 0, the
+    image size an int >= 16 and the seed an int >= 0."""
+    for name, value, least in ((count_name, count, 0), ('size', size, 16),
+                               ('seed', seed, 0)):
+        if type(value) is not int or value < least:
+            raise ValueError(f'{name} must be an int >= {least}, got '
+                             f'{value!r}')
+
+
 def make_classification_split(root: str, split: str, per_class: int,
                               size: int = 64, seed: int = 0) -> int:
     """Write ``per_class`` images of each shape; return the image count."""
+    _check_split_args('per_class', per_class, size, seed)
     rng = np.random.default_rng([seed, 0, zlib.crc32(split.encode())])
     for kind in SHAPES:
         folder = osp.join(root, split, kind)
@@ -139,6 +151,7 @@ def _scene(rng: np.random.Generator,
 def make_detection_split(root: str, split: str, num_images: int,
                          size: int = 128, seed: int = 0) -> Dict:
     """Write a COCO instance-segmentation split; return its annotations."""
+    _check_split_args('num_images', num_images, size, seed)
     rng = np.random.default_rng([seed, 1, zlib.crc32(split.encode())])
     os.makedirs(osp.join(root, split), exist_ok=True)
     images, annotations = [], []
@@ -182,6 +195,7 @@ def make_segmentation_split(root: str, split: str, num_images: int,
     """Write a semantic segmentation split: ``img_dir/{split}/*.png`` and
     ``ann_dir/{split}/*.png``, uint8 label maps (0: background, 1 + the
     index in ``SHAPES`` for a shape's pixels)."""
+    _check_split_args('num_images', num_images, size, seed)
     rng = np.random.default_rng([seed, 2, zlib.crc32(split.encode())])
     for folder in ('img_dir', 'ann_dir'):
         os.makedirs(osp.join(root, folder, split), exist_ok=True)

@@ -255,10 +255,18 @@ def test_detector_forward_in_tensor_mode():
     (dict(feature_grad_scale=0.), ValueError, 'feature_grad_scale'),
     (dict(stage_loss_weights=[1, 1]), ValueError, 'stage_loss_weights'),
     (dict(mask_head=[dict(type='FCNMaskHead')] * 3), TypeError, 'one mask'),
+    (dict(feature_grad_scale='0.3'), ValueError, 'feature_grad_scale'),
+    (dict(stage_loss_weights=1.0), ValueError, 'stage_loss_weights must '
+     'hold num_stages=3 weights, got 1.0'),
+    (dict(num_stages=2, stage_loss_weights=[1, 1]), ValueError,
+     'bbox_head must hold num_stages=2 configs, got 3'),
+    (dict(num_stages=0, stage_loss_weights=[]), ValueError,
+     'num_stages must be a positive int'),
 ])
 def test_bad_arguments(change, error, match):
     cfg = CASCADE.cascade_roi_head.copy()
-    cfg.update(num_stages=3, **change)
+    cfg.update(dict(num_stages=3, **change) if 'num_stages' not in change else
+               change)
     cfg.bbox_roi_extractor = dict(
         type='SingleRoIExtractor',
         roi_layer=dict(type='RoIAlign', output_size=7, sampling_ratio=0),

@@ -65,13 +65,28 @@ class Detectron2CascadeRoIHead(CascadeRoIHead):
                  stage_loss_weights: Sequence[float],
                  feature_grad_scale: float = 1.0,
                  **kwargs) -> None:
-        if not 0 < feature_grad_scale <= 1:
+        if type(num_stages) is not int or num_stages < 1:
+            raise ValueError(
+                f'num_stages must be a positive int, got {num_stages!r}')
+        if (type(feature_grad_scale) not in (int, float)
+                or not 0 < feature_grad_scale <= 1):
             raise ValueError('feature_grad_scale must be in (0, 1], got '
                              f'{feature_grad_scale!r}')
-        if len(stage_loss_weights) != num_stages:
+        if (not isinstance(stage_loss_weights, (list, tuple))
+                or len(stage_loss_weights) != num_stages):
             raise ValueError(
                 f'stage_loss_weights must hold num_stages={num_stages} '
-                f'weights, got {list(stage_loss_weights)}')
+                f'weights, got {stage_loss_weights!r}')
+        for name in ('bbox_head', 'bbox_roi_extractor'):
+            value = kwargs.get(name)
+            if isinstance(value, (list, tuple)) and len(value) != num_stages:
+                raise ValueError(f'{name} must hold num_stages={num_stages} '
+                                 f'configs, got {len(value)}')
+        train_cfg = kwargs.get('train_cfg')
+        if isinstance(train_cfg, (list, tuple)) and len(
+                train_cfg) != num_stages:
+            raise ValueError(f'train_cfg must hold num_stages={num_stages} '
+                             f'stage configs, got {len(train_cfg)}')
         self.feature_grad_scale = feature_grad_scale
         super().__init__(num_stages, stage_loss_weights, **kwargs)
         for stage, head in enumerate(self.bbox_head):
