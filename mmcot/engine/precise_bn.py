@@ -14,7 +14,6 @@ from mmengine.runner import EpochBasedTrainLoop
 from torch.nn.modules.batchnorm import _BatchNorm
 
 
-@torch.no_grad()
 def check_num_iters(num_iters) -> None:
     """A positive int (not a bool), else a ValueError naming it."""
     if type(num_iters) is not int or num_iters < 1:
@@ -22,6 +21,7 @@ def check_num_iters(num_iters) -> None:
             f'num_iters must be a positive int, got {num_iters!r}')
 
 
+@torch.no_grad()
 def recompute_bn_stats(model: nn.Module, batches: Iterable,
                        num_iters: int) -> int:
     """Set the running mean and variance of each training BatchNorm layer of

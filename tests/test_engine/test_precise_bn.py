@@ -23,9 +23,11 @@ class TwoNorms(BaseModel):
         self.bn = nn.BatchNorm1d(6)
         self.frozen = nn.BatchNorm1d(6).eval()
         self.modes = []
+        self.grad_enabled = []
 
     def forward(self, x, mode='tensor'):
         self.modes.append(mode)
+        self.grad_enabled.append(torch.is_grad_enabled())
         out = self.frozen(self.bn(self.linear(x)))
         return {'loss': out.sum()} if mode == 'loss' else out
 
@@ -52,6 +54,7 @@ def test_running_statistics_become_the_mean_of_the_batch_statistics():
     torch.testing.assert_close(model.bn.running_var, want_var)
     assert model.bn.momentum == 0.1
     assert model.modes == ['loss'] * 3
+    assert model.grad_enabled == [False] * 3  # no graph is built
     assert torch.equal(model.linear.weight, weight)
     for key, value in model.frozen.state_dict().items():
         assert torch.equal(value, frozen[key]), key
