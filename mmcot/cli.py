@@ -29,20 +29,26 @@ class CfgOptionsAction(DictAction):
         super().__call__(parser, namespace, values, option_string)
 
 
-def check_output_file(parser: argparse.ArgumentParser, path: Optional[str],
-                      option: str) -> None:
-    """``parser.error`` at once if ``path`` (given with ``option``), a file
-    the tool writes when its work is done, could not be written then: a
-    folder, or a file in a folder that does not exist or is not writable."""
-    if path is None:
-        return
+def output_file_problem(path: str, option: str) -> Optional[str]:
+    """Why ``path`` (given with ``option``), a file a tool writes when its
+    work is done, could not be written then: a folder, or a file in a
+    folder that does not exist or is not writable; None if it could."""
     folder = osp.dirname(osp.abspath(path))
     if osp.isdir(path):
-        parser.error(f'{option} {path} is a folder, not a file name')
+        return f'{option} {path} is a folder, not a file name'
     if not osp.isdir(folder):
-        parser.error(f'{option} {path}: the folder {folder} does not exist')
+        return f'{option} {path}: the folder {folder} does not exist'
     if not os.access(folder, os.W_OK | os.X_OK):
-        parser.error(f'{option} {path}: the folder {folder} is not writable')
+        return f'{option} {path}: the folder {folder} is not writable'
+    return None
+
+
+def check_output_file(parser: argparse.ArgumentParser, path: Optional[str],
+                      option: str) -> None:
+    """``parser.error`` at once with :func:`output_file_problem`, if any."""
+    problem = None if path is None else output_file_problem(path, option)
+    if problem:
+        parser.error(problem)
 
 
 def check_device(parser: argparse.ArgumentParser, device: str) -> None:

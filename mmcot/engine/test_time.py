@@ -17,6 +17,8 @@ from mmengine.config import Config, ConfigDict
 from mmpretrain.engine.hooks import VisualizationHook
 from mmpretrain.registry import HOOKS
 
+from mmcot.cli import output_file_problem
+
 #: what ``--out`` may end with: predictions are pickled, metrics are dumped
 #: in the format the suffix names
 PICKLE_SUFFIXES = ('.pkl', '.pickle')
@@ -36,15 +38,9 @@ def check_test_options(out: Optional[str], out_item: Optional[str],
             what = 'metrics' if out_item == 'metrics' else 'predictions'
             raise ValueError(f'--out {out}: {what} are written to a file '
                              f'ending with one of {", ".join(suffixes)}')
-        folder = osp.dirname(osp.abspath(out))
-        if not osp.isdir(folder):
-            raise ValueError(f'--out {out}: the folder {folder} does not '
-                             'exist')
-        if osp.isdir(out):
-            raise ValueError(f'--out {out} is a folder, not a file name')
-        if not os.access(folder, os.W_OK | os.X_OK):
-            raise ValueError(f'--out {out}: the folder {folder} is not '
-                             'writable')
+        problem = output_file_problem(out, '--out')
+        if problem:
+            raise ValueError(problem)
     if show and sys.platform.startswith('linux') and not (
             os.environ.get('DISPLAY') or os.environ.get('WAYLAND_DISPLAY')):
         raise ValueError('--show opens a window, and this session has no '
@@ -150,11 +146,17 @@ def _innermost_dataset(dataset: dict) -> dict:
     return dataset
 
 
+def _test_dataset(cfg: Config) -> dict:
+    """The config of the dataset the test images come from (inside its
+    wrappers); empty without a test dataloader."""
+    loader = cfg.get('test_dataloader') or {}
+    return _innermost_dataset(loader.get('dataset') or {})
+
+
 def _test_image_folder(cfg: Config) -> Optional[str]:
     """The folder of the test images an mmpretrain, mmdet or mmseg dataset
     config names (``data_root`` joined with its image prefix), if any."""
-    loader = cfg.get('test_dataloader') or {}
-    dataset = _innermost_dataset(loader.get('dataset') or {})
+    dataset = _test_dataset(cfg)
     prefix = dataset.get('data_prefix') or ''
     if isinstance(prefix, dict):
         prefix = prefix.get('img') or prefix.get('img_path') or ''
@@ -178,8 +180,7 @@ def enable_tta(cfg: Config) -> None:
     """
     scope = cfg.get('default_scope')
     detection = scope == 'mmdet'
-    loader = cfg.get('test_dataloader') or {}
-    dataset = _innermost_dataset(loader.get('dataset') or {})
+    dataset = _test_dataset(cfg)
     if 'tta_pipeline' not in cfg and not dataset.get('pipeline'):
         raise ValueError(
             '--tta: the test dataset has no pipeline of its own to augment '
