@@ -71,6 +71,12 @@ def group_norm_weights(weight: torch.Tensor, gn_weight: torch.Tensor,
     cardinality groups' samples.
     """
     _check_affine(weight, gn_weight, gn_bias, eps, same_dtype=False)
+    return _group_norm_weights(weight, gn_weight, gn_bias, eps)
+
+
+def _group_norm_weights(weight: torch.Tensor, gn_weight: torch.Tensor,
+                        gn_bias: torch.Tensor, eps: float) -> torch.Tensor:
+    """:func:`group_norm_weights` of checked arguments."""
     n, heads, groups, taps, height, width = weight.shape
     samples = gn_weight.shape[0]
     channels = samples * heads * groups * taps
@@ -94,7 +100,7 @@ def local_aggregation_group_normed_reference(
     _check_args(input, weight, kernel_size, stride, padding, dilation)
     _check_affine(weight, gn_weight, gn_bias, eps)
     return local_aggregation_reference(
-        input, group_norm_weights(weight, gn_weight, gn_bias, eps),
+        input, _group_norm_weights(weight, gn_weight, gn_bias, eps),
         kernel_size, stride, padding, dilation)
 
 
@@ -110,7 +116,6 @@ def local_aggregation_group_normed_decomposed(
         dilation: IntPair = 1) -> torch.Tensor:
     """GroupNorm, then :func:`local_aggregation_decomposed`: standard
     operators only, what deployment exports."""
-    _check_args(input, weight, kernel_size, stride, padding, dilation)
     return local_aggregation_decomposed(
         input, group_norm_weights(weight, gn_weight, gn_bias, eps),
         kernel_size, stride, padding, dilation)
@@ -179,5 +184,5 @@ def local_aggregation_group_normed(input: torch.Tensor,
             list(stride), list(padding), list(dilation))
     # under autocast GroupNorm runs in float32, then local_aggregation casts
     return local_aggregation(
-        input, group_norm_weights(weight, gn_weight, gn_bias, eps),
+        input, _group_norm_weights(weight, gn_weight, gn_bias, eps),
         kernel_size, stride, padding, dilation)
