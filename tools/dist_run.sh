@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The torchrun launch of tools/dist_train.sh and tools/dist_test.sh:
-#   bash tools/dist_run.sh TOOL GPUS [TOOL arguments]
+#   bash tools/dist_run.sh TOOL GPUS CONFIG [TOOL arguments]
 # runs tools/TOOL with PYTHON (default python) as GPUS processes on each of
 # NNODES nodes (default 1; NODE_RANK, MASTER_ADDR, PORT for several). On a
 # machine without GPUs, the processes run on the CPU (gloo).
@@ -12,6 +12,11 @@ case "$GPUS" in
     echo "error: GPUS must be a positive number of processes, got '$GPUS'" >&2
     exit 2 ;;
 esac
+# checked here, or each process says it and torchrun adds its traceback
+if [ ! -f "$1" ]; then
+  echo "error: config $1 does not exist" >&2
+  exit 2
+fi
 NNODES=${NNODES:-1}
 NODE_RANK=${NODE_RANK:-0}
 PORT=${PORT:-29500}

@@ -8,10 +8,6 @@ if [ $# -lt 3 ]; then
   exit 2
 fi
 # checked here, or each process says it and torchrun adds its traceback
-if [ ! -f "$1" ]; then
-  echo "error: config $1 does not exist" >&2
-  exit 2
-fi
 case "$2" in
   *://*) ;;
   *) if [ ! -f "$2" ]; then

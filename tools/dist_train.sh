@@ -7,10 +7,5 @@ if [ $# -lt 2 ]; then
   echo "error: expected CONFIG GPUS [train.py options], got $# argument(s)" >&2
   exit 2
 fi
-# checked here, or each process says it and torchrun adds its traceback
-if [ ! -f "$1" ]; then
-  echo "error: config $1 does not exist" >&2
-  exit 2
-fi
 exec bash "$(dirname "$0")/dist_run.sh" train.py "$2" "$1" --launcher pytorch \
     "${@:3}"
