@@ -14,6 +14,7 @@ from mmengine.registry import MODELS
 
 from mmcot.ops import LocalAggregation
 
+from .pooled_conv import conv1x1_pooled
 from .pooling import BoxPool2d
 
 
@@ -230,13 +231,13 @@ class CoTLayer(BaseModule):
         conv's rows gives at once: a contiguous (N, C, 1, 1) weight, with no
         strided (N, C, 2) tensor for the weighted sum to read.
         """
-        *hidden_layers, last = self.se
-        hidden = context
+        first, *hidden_layers, last = self.se
+        hidden = conv1x1_pooled(context, first.weight, first.bias)
         for layer in hidden_layers:
             hidden = layer(hidden)
         weight, bias = last.weight, last.bias
-        difference = F.conv2d(hidden, weight[0::2] - weight[1::2],
-                              bias[0::2] - bias[1::2])
+        difference = conv1x1_pooled(hidden, weight[0::2] - weight[1::2],
+                                    bias[0::2] - bias[1::2])
         return torch.sigmoid(difference)
 
 

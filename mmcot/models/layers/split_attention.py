@@ -5,6 +5,8 @@ import torch.nn as nn
 from mmcv.cnn import build_activation_layer, build_norm_layer
 from mmengine.model import BaseModule
 
+from .pooled_conv import conv1x1_pooled
+
 
 class SplitAttentionConv(BaseModule):
     """Split-attention conv with radix 1, SE-CoTNetD's 3x3 in res2 and res3.
@@ -63,5 +65,9 @@ class SplitAttentionConv(BaseModule):
         """(N, C_in, H, W) -> (N, C_out, H / stride, W / stride)."""
         x = self.act0(self.bn0(self.conv(x)))
         gate = x.mean((2, 3), keepdim=True)
-        gate = self.fc2(self.act1(self.bn1(self.fc1(gate))))
+        hidden = conv1x1_pooled(gate, self.fc1.weight, self.fc1.bias,
+                                self.fc1.groups)
+        gate = conv1x1_pooled(
+            self.act1(self.bn1(hidden)), self.fc2.weight, self.fc2.bias,
+            self.fc2.groups)
         return x * gate.sigmoid()
