@@ -3,7 +3,8 @@ import torch
 import torch.nn.functional as F
 from mmcv.cnn import build_conv_layer
 
-from mmcot.models.layers import BlurPool2d, BoxPool2d, CoTLayer, CoXtLayer
+from mmcot.models.layers import (BlurPool2d, BoxPool2d, ChannelsLastMaxPool2d,
+                                 CoTLayer, CoXtLayer)
 from mmcot.ops import local_aggregation_reference
 
 from .batch_norms import randomize_batch_norms
@@ -248,3 +249,56 @@ def test_box_pool_keeps_precision_under_autocast():
     assert out.dtype == torch.float32
     torch.testing.assert_close(out, F.avg_pool2d(x, 3, 2, padding=1),
                                rtol=0, atol=0)
+
+
+@pytest.fixture
+def pooled_formats(monkeypatch):
+    """The memory format of each input nn.MaxPool2d.forward pools."""
+    formats = []
+    plain_forward = torch.nn.MaxPool2d.forward
+
+    def recording_forward(pool, x):
+        formats.append('channels_last' if x.is_contiguous(
+            memory_format=torch.channels_last) else 'contiguous')
+        return plain_forward(pool, x)
+
+    monkeypatch.setattr(torch.nn.MaxPool2d, 'forward', recording_forward)
+    return formats
+
+
+@pytest.mark.parametrize('size,ceil_mode', [((12, 10), False), ((7, 9), True),
+                                            ((5, 5), False)])
+def test_channels_last_max_pool_is_max_pool(pooled_formats, size, ceil_mode):
+    """Without gradients the pool runs in channels-last memory and gives
+    nn.MaxPool2d's values, NaN, inf and ties included, contiguous."""
+    torch.manual_seed(0)
+    x = torch.randn(2, 6, *size).relu()  # ties at 0
+    x[0, 1, 2, 3], x[1, 4, 0, 0], x[1, 5, 3, 1] = float('nan'), float(
+        'inf'), -float('inf')
+    expected = torch.nn.MaxPool2d(3, 2, 1, ceil_mode=ceil_mode)(x)
+    pool = ChannelsLastMaxPool2d(3, 2, 1, ceil_mode=ceil_mode)
+    with torch.no_grad():
+        out = pool(x)
+    assert pooled_formats == ['contiguous', 'channels_last']
+    assert out.is_contiguous()
+    torch.testing.assert_close(out, expected, equal_nan=True, rtol=0, atol=0)
+
+
+def test_channels_last_max_pool_plain_with_gradients_and_traced(
+        pooled_formats):
+    """Training, a jit trace and a channels-last input see the plain pool
+    (its gradients are those of nn.MaxPool2d)."""
+    torch.manual_seed(0)
+    x = torch.randn(2, 6, 9, 8).relu().requires_grad_()
+    pool, plain = ChannelsLastMaxPool2d(3, 2, 1), torch.nn.MaxPool2d(3, 2, 1)
+    grad = torch.randn(2, 6, 5, 4)
+    expected = torch.autograd.grad(plain(x), x, grad)[0]
+    expected_values = plain(x).detach()
+    pooled_formats.clear()
+    torch.testing.assert_close(
+        torch.autograd.grad(pool(x), x, grad)[0], expected, rtol=0, atol=0)
+    with torch.no_grad():
+        traced = torch.jit.trace(pool, x.detach(), check_trace=False)
+        torch.testing.assert_close(traced(x), expected_values)
+        pool(x.detach().to(memory_format=torch.channels_last))
+    assert pooled_formats == ['contiguous', 'contiguous', 'channels_last']

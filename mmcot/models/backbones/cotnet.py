@@ -11,7 +11,7 @@ from mmcv.cnn import build_conv_layer, build_norm_layer
 from mmengine.registry import MODELS
 from mmpretrain.models.backbones.resnet import Bottleneck, ResLayer, ResNet
 
-from ..layers import BlurPool2d, SplitAttentionConv
+from ..layers import BlurPool2d, ChannelsLastMaxPool2d, SplitAttentionConv
 from ..utils import load_pretrained_strictly
 
 
@@ -241,6 +241,13 @@ class CoTNet(ResNet):
     def make_res_layer(self, **kwargs) -> ResLayer:
         return ResLayer(
             groups=self.groups, width_per_group=self.width_per_group, **kwargs)
+
+    def _make_stem_layer(self, in_channels: int, stem_channels: int) -> None:
+        """ResNet's stem, its max pool a :class:`ChannelsLastMaxPool2d`
+        (the same pool, faster on a CPU)."""
+        super()._make_stem_layer(in_channels, stem_channels)
+        self.maxpool = ChannelsLastMaxPool2d(kernel_size=3, stride=2,
+                                             padding=1)
 
     def init_weights(self) -> None:
         """As ResNet's, but a ``Pretrained`` checkpoint must match exactly

@@ -95,3 +95,31 @@ class BoxPool2d(FixedFilterPool2d):
         return (x.device.type == 'cpu'
                 and x.dtype in (torch.float32, torch.float64)
                 and not torch.is_autocast_enabled('cpu'))
+
+
+class ChannelsLastMaxPool2d(nn.MaxPool2d):
+    """``nn.MaxPool2d`` that, where no gradient is needed, pools a
+    contiguous (NCHW) CPU input in channels-last memory and returns it
+    contiguous: the same values, but PyTorch's channels-last CPU kernel is
+    vectorised over channels and its NCHW kernel is not. ResNet's stem pool
+    (3x3, stride 2, 8 x 64 x 112 x 112) took 35 ms, and 10 ms with both
+    conversions, on a 2-core AVX2 EPYC. With gradients the channels-last
+    backward costs more than the forward saves, so training sees the plain
+    pool, as do a jit trace, ``torch.compile``, ONNX export, a
+    channels-last input, another device and ``return_indices``.
+
+    Args: as ``nn.MaxPool2d``.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, C, H, W) -> (N, C, H', W'), as ``nn.MaxPool2d``."""
+        if (self.return_indices or x.dim() != 4 or x.device.type != 'cpu'
+                or (x.requires_grad and torch.is_grad_enabled())
+                or not x.is_contiguous()
+                or x.is_contiguous(memory_format=torch.channels_last)
+                or torch.jit.is_tracing() or torch.jit.is_scripting()
+                or torch.compiler.is_compiling()):
+            return super().forward(x)
+        pooled = super().forward(
+            x.contiguous(memory_format=torch.channels_last))
+        return pooled.contiguous()
