@@ -87,6 +87,103 @@ at::Tensor forward(const at::Tensor& input, const at::Tensor& weight,
   return output;
 }
 
+void check_strip(const LocalAggregationShape& s, int64_t pixels) {
+  TORCH_CHECK(mmcot::strip_kernels_apply(s),
+              "the strip kernels take 3 x 3 windows at unit stride and "
+              "dilation");
+  TORCH_CHECK(pixels == 1 || pixels == 2 || pixels == 4,
+              "pixels must be 1, 2 or 4");
+}
+
+// run(std::integral_constant<int, pixels>, index type value)
+template <typename Run>
+void with_strip_width(int64_t pixels, bool index64, Run run) {
+  const auto with_index = [&](auto width) {
+    index64 ? run(width, int64_t()) : run(width, int32_t());
+  };
+  if (pixels == 1) {
+    with_index(std::integral_constant<int, 1>());
+  } else if (pixels == 2) {
+    with_index(std::integral_constant<int, 2>());
+  } else {
+    with_index(std::integral_constant<int, 4>());
+  }
+}
+
+// The output of the 3 x 3 strip forward kernel with `pixels` (1, 2 or 4)
+// output pixels per thread, launched as forward().
+at::Tensor forward_strip(const at::Tensor& input, const at::Tensor& weight,
+                         std::vector<int64_t> kernel,
+                         std::vector<int64_t> stride,
+                         std::vector<int64_t> padding,
+                         std::vector<int64_t> dilation, int64_t pixels,
+                         int64_t threads, int64_t max_blocks, bool index64) {
+  const auto s = make_shape(input, weight, kernel, stride, padding, dilation);
+  check_strip(s, pixels);
+  auto output = at::full({s.batch, s.heads * s.channels, s.out_height,
+                          s.out_width},
+                         std::nan(""), input.options());
+  const int64_t total = s.batch * s.heads * s.groups * s.out_height *
+                        ((s.out_width + pixels - 1) / pixels);
+  AT_DISPATCH_FLOATING_TYPES_AND2(
+      at::ScalarType::Half, at::ScalarType::BFloat16, input.scalar_type(),
+      "forward_strip", [&] {
+        const auto* x = input.const_data_ptr<scalar_t>();
+        const auto* w = weight.const_data_ptr<scalar_t>();
+        auto* y = output.mutable_data_ptr<scalar_t>();
+        with_strip_width(pixels, index64, [&](auto width, auto index) {
+          using index_t = decltype(index);
+          launch(total, threads, max_blocks, [&] {
+            mmcot::local_aggregation_forward_strip_cuda_kernel<
+                decltype(width)::value, scalar_t, index_t>(
+                static_cast<index_t>(total), x, w, y, s);
+          });
+        });
+      });
+  return output;
+}
+
+// The input and weight gradients of the 3 x 3 strip backward kernel with
+// `pixels` (1, 2 or 4) pixels per thread (an undefined tensor where not
+// asked for), launched as backward().
+std::vector<at::Tensor> backward_strip(
+    const at::Tensor& grad_output, const at::Tensor& input,
+    const at::Tensor& weight, std::vector<int64_t> kernel,
+    std::vector<int64_t> stride, std::vector<int64_t> padding,
+    std::vector<int64_t> dilation, bool need_input, bool need_weight,
+    int64_t pixels, int64_t threads, int64_t max_blocks, bool index64) {
+  const auto s = make_shape(input, weight, kernel, stride, padding, dilation);
+  check_strip(s, pixels);
+  at::Tensor grad_input =
+      need_input ? at::full_like(input, std::nan("")) : at::Tensor();
+  at::Tensor grad_weight =
+      need_weight ? at::full_like(weight, std::nan("")) : at::Tensor();
+  const int64_t total = s.batch * s.groups *
+                        std::max(s.height, s.out_height) *
+                        ((std::max(s.width, s.out_width) + pixels - 1) /
+                         pixels);
+  AT_DISPATCH_FLOATING_TYPES_AND2(
+      at::ScalarType::Half, at::ScalarType::BFloat16, input.scalar_type(),
+      "backward_strip", [&] {
+        const auto* gy = grad_output.const_data_ptr<scalar_t>();
+        const auto* x = input.const_data_ptr<scalar_t>();
+        const auto* w = weight.const_data_ptr<scalar_t>();
+        auto* gx = need_input ? grad_input.mutable_data_ptr<scalar_t>()
+                              : nullptr;
+        auto* gw = need_weight ? grad_weight.mutable_data_ptr<scalar_t>()
+                               : nullptr;
+        with_strip_width(pixels, index64, [&](auto width, auto index) {
+          using index_t = decltype(index);
+          launch(total, threads, max_blocks, [&] {
+            mmcot::local_aggregation_backward_strip_cuda_kernel<
+                decltype(width)::value, scalar_t, index_t>(
+                static_cast<index_t>(total), gy, x, w, gx, gw, s);
+          });
+        });
+      });
+  return {grad_input, grad_weight};
+}
+
 // The input and weight gradients of the fused backward kernel (an undefined
 // tensor where not asked for); unit_stride picks the unit-stride variant.
 std::vector<at::Tensor> backward(const at::Tensor& grad_output,
@@ -139,5 +236,7 @@ std::vector<at::Tensor> backward(const at::Tensor& grad_output,
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("forward", &forward);
+  m.def("forward_strip", &forward_strip);
+  m.def("backward_strip", &backward_strip);
   m.def("backward", &backward);
 }

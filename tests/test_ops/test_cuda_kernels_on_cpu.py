@@ -2,8 +2,10 @@
 and run on a CPU grid by grid (cuda_kernels_on_cpu.cpp), against the unfold
 reference: the forward and both gradients of the fused backward, in float64
 over a sweep of shapes, windows and launch grids with 32- and 64-bit
-indices; and float16 / bfloat16 storage against float32. Outputs start as
-NaN, so an element no thread writes fails the comparison."""
+indices; the same for the strip kernels (3 x 3 windows, 2 or 4 pixels a
+thread, build_kernel_variants.py's strip_2 / strip_4); and float16 /
+bfloat16 storage against float32. Outputs start as NaN, so an element no
+thread writes fails the comparison."""
 import os.path as osp
 
 import pytest
@@ -113,6 +115,79 @@ def test_kernels_match_reference_float64(kernels, case, grid, index64):
         assert_near(got_a, ga, 1e-13, f'weight gradient (unit={unit})')
 
 
+def strip_applies(case):
+    """Whether the strip forward takes the case: 3 x 3 windows at unit
+    stride and dilation."""
+    return case[6:8] == ((3, 3), (1, 1)) and case[9] == (1, 1)
+
+
+STRIP_CASES = [case for case in CASES if strip_applies(case)] + [
+    (2, 6, 5, 2, 1, 3, (3, 3), (1, 1), (1, 1), (1, 1)),  # one short strip
+    (1, 4, 6, 13, 3, 2, (3, 3), (1, 1), (0, 0), (1, 1)),  # 11 columns
+    (2, 8, 7, 9, 2, 4, (3, 3), (1, 1), (2, 3), (1, 1)),  # output > input
+    (1, 16, 5, 6, 1, 2, (3, 3), (1, 1), (1, 0), (1, 1)),
+]
+
+
+@pytest.mark.parametrize('index64', [False, True], ids=['int32', 'int64'])
+@pytest.mark.parametrize('grid', GRIDS, ids=['capped-grid', 'full-grid'])
+@pytest.mark.parametrize('pixels', [2, 4])
+@pytest.mark.parametrize('case', STRIP_CASES, ids=case_id)
+def test_strip_kernels_match_reference_float64(kernels, case, pixels, grid,
+                                               index64):
+    x, a, gy, window = make_case(case)
+    out, gx, ga = reference(x, a, gy, window)
+    what = f'{pixels} pixels a thread'
+    assert_near(kernels.forward_strip(x, a, *window, pixels, *grid, index64),
+                out, 1e-13, f'strip forward, {what}')
+    got_x, got_a = kernels.backward_strip(gy, x, a, *window, True, True,
+                                          pixels, *grid, index64)
+    assert_near(got_x, gx, 1e-13, f'strip input gradient, {what}')
+    assert_near(got_a, ga, 1e-13, f'strip weight gradient, {what}')
+
+
+def test_strip_backward_computes_only_what_is_asked(kernels):
+    x, a, gy, window = make_case(STRIP_CASES[-2])  # 2 heads, output > input
+    _, gx, ga = reference(x, a, gy, window)
+    got_x, got_a = kernels.backward_strip(gy, x, a, *window, True, False, 4,
+                                          32, 3, False)
+    assert got_a is None
+    assert_near(got_x, gx, 1e-13, 'input gradient alone')
+    got_x, got_a = kernels.backward_strip(gy, x, a, *window, False, True, 4,
+                                          32, 3, False)
+    assert got_x is None
+    assert_near(got_a, ga, 1e-13, 'weight gradient alone')
+
+
+@pytest.mark.parametrize('pixels', [2, 4])
+def test_forward_strip_ignores_weights_of_padding_taps(kernels, pixels):
+    """As the general forward: a tap in the padding adds nothing, whatever
+    its weight (NaN here); the other weights give the reference's sum."""
+    x, a, gy, window = make_case((2, 8, 6, 7, 2, 4, (3, 3), (1, 1), (1, 1),
+                                  (1, 1)))
+    padded = torch.zeros(x.shape[-2:], dtype=torch.bool)
+    padded = torch.nn.functional.pad(padded, (1, 1, 1, 1), value=True)
+    in_padding = padded.unfold(0, 3, 1).unfold(1, 3, 1).reshape(6, 7, 9)
+    in_padding = in_padding.permute(2, 0, 1)  # (taps, H_out, W_out)
+    poisoned = a.masked_fill(in_padding, float('nan'))
+    out, _, _ = reference(x, a.masked_fill(in_padding, 0), gy, window)
+    assert_near(kernels.forward(x, poisoned, *window, 128, 10**6, False), out,
+                1e-13, 'general forward')
+    assert_near(
+        kernels.forward_strip(x, poisoned, *window, pixels, 128, 10**6,
+                              False), out, 1e-13, 'strip forward')
+
+
+def test_strip_kernels_refuse_other_windows(kernels):
+    for case in (CASES[3], CASES[6], CASES[9]):  # 3 x 5, stride 2, dilation 2
+        x, a, gy, window = make_case(case)
+        with pytest.raises(RuntimeError, match='3 x 3 windows'):
+            kernels.forward_strip(x, a, *window, 4, 128, 10**6, False)
+        with pytest.raises(RuntimeError, match='3 x 3 windows'):
+            kernels.backward_strip(gy, x, a, *window, True, True, 4, 128,
+                                   10**6, False)
+
+
 @pytest.mark.parametrize('case', [CASES[2], CASES[16]], ids=case_id)
 def test_backward_computes_only_what_is_asked(kernels, case):
     x, a, gy, window = make_case(case)
@@ -155,3 +230,15 @@ def test_16_bit_storage_against_float32(kernels, case, dtype):
                                     10**6, False, unit)
     assert_near(got_x, gx, tol, 'input gradient')
     assert_near(got_a, ga, tol, 'weight gradient')
+    if strip_applies(case):
+        for pixels in (2, 4):
+            what = f'{pixels} pixels a thread'
+            assert_near(
+                kernels.forward_strip(x, a, *window, pixels, 128, 10**6,
+                                      False), out, tol,
+                f'strip forward, {what}')
+            got_x, got_a = kernels.backward_strip(gy, x, a, *window, True,
+                                                  True, pixels, 128, 10**6,
+                                                  False)
+            assert_near(got_x, gx, tol, f'strip input gradient, {what}')
+            assert_near(got_a, ga, tol, f'strip weight gradient, {what}')

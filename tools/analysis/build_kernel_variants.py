@@ -7,7 +7,8 @@ for benchmark_op.py to time beside the shipped kernels in one run.
 A variant is the sources under ``mmcot/ops/csrc`` compiled with the macros
 of ``VARIANTS[NAME]`` (the knobs of
 ``common/cuda/local_aggregation_cuda_kernel.cuh``: threads per block,
-minimum blocks per SM), default every variant; ``--commit REV`` adds the
+minimum blocks per SM, output pixels per thread of the 3 x 3 forward),
+default every variant; ``--commit REV`` adds the
 kernels of that commit as they are, named ``at_<REV>``. Each is built with
 its C++ entry points, its CPU kernels and ``kernel_variant_module.cpp`` in
 place of the torch.library operators (one namespace can be registered once
@@ -37,6 +38,8 @@ VARIANTS = {
     'min_blocks_6': dict(MMCOT_CUDA_MIN_BLOCKS_PER_SM=6),
     'threads_128': dict(MMCOT_CUDA_THREADS_PER_BLOCK=128),
     'threads_512': dict(MMCOT_CUDA_THREADS_PER_BLOCK=512),
+    'strip_2': dict(MMCOT_CUDA_STRIP_PIXELS=2),
+    'strip_4': dict(MMCOT_CUDA_STRIP_PIXELS=4),
 }
 
 

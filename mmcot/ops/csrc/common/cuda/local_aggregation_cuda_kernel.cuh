@@ -18,6 +18,11 @@
 // - backward, fused: as an output pixel it gives the weight gradient,
 //   reduced over the group's channels in registers; as an input pixel the
 //   input gradient, gathered over the output pixels whose windows read it.
+// The strip kernels (3 x 3 windows at unit stride and dilation, a CoT
+// layer's) give a thread kPixels adjacent pixels of a row, so that each
+// input or output-gradient row is read once per strip rather than three
+// times per pixel; the launcher uses them only in benchmark builds with
+// MMCOT_CUDA_STRIP_PIXELS > 1 until a GPU run shows they are faster.
 // Every value is written by one thread in a fixed order: no atomics,
 // deterministic. Values of a window larger than one chunk, or of several
 // heads, are accumulated in the output across chunks and heads (read by the
@@ -52,7 +57,14 @@ constexpr int kTapChunk = 9;
 #ifndef MMCOT_CUDA_MIN_BLOCKS_PER_SM
 #define MMCOT_CUDA_MIN_BLOCKS_PER_SM 4
 #endif
+// Pixels of a row per thread of the strip kernels, forward and backward for
+// 3 x 3 windows at unit stride and dilation (1: the general kernels for
+// every window); a benchmark-only knob until a GPU run picks a value.
+#ifndef MMCOT_CUDA_STRIP_PIXELS
+#define MMCOT_CUDA_STRIP_PIXELS 1
+#endif
 constexpr int kThreadsPerBlock = MMCOT_CUDA_THREADS_PER_BLOCK;
+constexpr int kStripPixels = MMCOT_CUDA_STRIP_PIXELS;
 
 template <typename T, typename index_t>
 constexpr int min_blocks_per_sm() {
@@ -196,6 +208,109 @@ __global__ void __launch_bounds__(kThreadsPerBlock,
   }
 }
 
+// The strip backward's blocks per SM (its 9 x kPixels sums and weights
+// need more registers than the general kernels' 64 to run without spills).
+template <typename T, typename index_t>
+constexpr int strip_backward_min_blocks_per_sm() {
+  return sizeof(index_t) == 4 && sizeof(T) <= 4 ? 2 : 1;
+}
+
+// Whether the strip kernels compute this shape.
+MMCOT_HOST_DEVICE inline bool strip_kernels_apply(
+    const LocalAggregationShape& s) {
+  return s.kernel_h == 3 && s.kernel_w == 3 && s.stride_h == 1 &&
+         s.stride_w == 1 && s.dilation_h == 1 && s.dilation_w == 1;
+}
+
+// Forward for 3 x 3 windows at unit stride and dilation (a CoT layer's), any
+// padding and heads. Work unit: a strip of kPixels adjacent output pixels of
+// one row of (sample, head, weight group); per channel, each of the three
+// input rows is read once as kPixels + 2 values, where the general forward
+// reads 3 values per pixel and row. The 9 x kPixels weights are loaded once
+// and reused for the group's channels.
+// total = batch * heads * groups * out_height * ceil(out_width / kPixels)
+template <int kPixels, typename T, typename index_t>
+__global__ void __launch_bounds__(kThreadsPerBlock,
+                                  min_blocks_per_sm<T, index_t>())
+    local_aggregation_forward_strip_cuda_kernel(
+    const index_t total, const T* __restrict__ input,
+    const T* __restrict__ weight, T* __restrict__ output,
+    const LocalAggregationShape shape) {
+  using acc_t = typename AccType<T>::type;
+  constexpr int kSpan = kPixels + 2;  // input columns of a strip's windows
+  const KernelShape<index_t> s(shape);
+  const index_t out_plane = s.out_plane(), in_plane = s.in_plane();
+  const index_t strips = (s.out_width + kPixels - 1) / kPixels;
+  MMCOT_GRID_STRIDE_LOOP(index_t, index, total) {
+    const index_t strip = index % strips;
+    index_t rest = index / strips;
+    const index_t y = rest % s.out_height;
+    rest /= s.out_height;
+    const index_t g = rest % s.groups;
+    const index_t n_head = rest / s.groups;  // n * heads + head
+    const index_t n = n_head / s.heads;
+    const index_t x0 = strip * kPixels;
+    const index_t col0 = x0 - s.pad_w;  // input column of span element 0
+    index_t rows[3];  // offset of span element 0 in each input row
+    bool row_inside[3], col_inside[kSpan], pixel_inside[kPixels];
+#pragma unroll
+    for (int i = 0; i < 3; ++i) {
+      const index_t y_in = y - s.pad_h + i;
+      row_inside[i] = y_in >= 0 && y_in < s.height;
+      rows[i] = y_in * s.width + col0;
+    }
+#pragma unroll
+    for (int u = 0; u < kSpan; ++u) {
+      col_inside[u] = col0 + u >= 0 && col0 + u < s.width;
+    }
+#pragma unroll
+    for (int v = 0; v < kPixels; ++v) pixel_inside[v] = x0 + v < s.out_width;
+    const index_t p0 = y * s.out_width + x0;
+    const T* w = weight + (n_head * s.groups + g) * 9 * out_plane + p0;
+    acc_t weights[9][kPixels];  // 0 where the tap lies in the padding
+#pragma unroll
+    for (int t = 0; t < 9; ++t) {
+#pragma unroll
+      for (int v = 0; v < kPixels; ++v) {
+        weights[t][v] =
+            pixel_inside[v] && row_inside[t / 3] && col_inside[v + t % 3]
+                ? static_cast<acc_t>(w[t * out_plane + v])
+                : acc_t(0);
+      }
+    }
+    const T* v_group = input + (n * s.channels + g) * in_plane;
+    T* out = output + (n_head * s.channels + g) * out_plane + p0;
+    for (index_t c = g, k = 0; c < s.channels; c += s.groups, ++k) {
+      const T* vc = v_group + k * s.groups * in_plane;
+      acc_t sums[kPixels];
+#pragma unroll
+      for (int v = 0; v < kPixels; ++v) sums[v] = acc_t(0);
+#pragma unroll
+      for (int i = 0; i < 3; ++i) {
+        if (!row_inside[i]) continue;
+        acc_t values[kSpan];
+#pragma unroll
+        for (int u = 0; u < kSpan; ++u) {
+          values[u] = col_inside[u] ? static_cast<acc_t>(vc[rows[i] + u])
+                                    : acc_t(0);
+        }
+#pragma unroll
+        for (int j = 0; j < 3; ++j) {
+#pragma unroll
+          for (int v = 0; v < kPixels; ++v) {
+            sums[v] += weights[i * 3 + j][v] * values[v + j];
+          }
+        }
+      }
+      T* oc = out + k * s.groups * out_plane;
+#pragma unroll
+      for (int v = 0; v < kPixels; ++v) {
+        if (pixel_inside[v]) oc[v] = static_cast<T>(sums[v]);
+      }
+    }
+  }
+}
+
 // The weight gradient of output pixel p of (n, g), every head and tap.
 template <typename T, typename index_t>
 MMCOT_HOST_DEVICE inline void weight_gradient(
@@ -275,6 +390,196 @@ MMCOT_HOST_DEVICE inline void input_gradient(
         }
         *gxc = static_cast<T>(sum);
       }
+    }
+  }
+}
+
+// The weight gradients of output pixels (y, x0 .. x0 + kPixels - 1) of
+// (n, g), every head and tap, for the strip backward: per channel, each of
+// the three input rows is read once as kPixels + 2 values.
+template <int kPixels, typename T, typename index_t>
+MMCOT_HOST_DEVICE inline void strip_weight_gradient(
+    const KernelShape<index_t>& s, index_t n, index_t g, index_t y,
+    index_t x0, const T* __restrict__ grad_output, const T* __restrict__ input,
+    T* __restrict__ grad_weight) {
+  using acc_t = typename AccType<T>::type;
+  constexpr int kSpan = kPixels + 2;
+  const index_t out_plane = s.out_plane(), in_plane = s.in_plane();
+  const index_t col0 = x0 - s.pad_w;  // input column of span element 0
+  index_t rows[3];
+  bool row_inside[3], col_inside[kSpan], pixel_inside[kPixels];
+#pragma unroll
+  for (int i = 0; i < 3; ++i) {
+    const index_t y_in = y - s.pad_h + i;
+    row_inside[i] = y_in >= 0 && y_in < s.height;
+    rows[i] = y_in * s.width + col0;
+  }
+#pragma unroll
+  for (int u = 0; u < kSpan; ++u) {
+    col_inside[u] = col0 + u >= 0 && col0 + u < s.width;
+  }
+#pragma unroll
+  for (int v = 0; v < kPixels; ++v) pixel_inside[v] = x0 + v < s.out_width;
+  const index_t p0 = y * s.out_width + x0;
+  const T* v_group = input + (n * s.channels + g) * in_plane;
+  for (index_t head = 0; head < s.heads; ++head) {
+    const index_t n_head = n * s.heads + head;
+    const T* gy = grad_output + (n_head * s.channels + g) * out_plane + p0;
+    acc_t sums[9][kPixels];
+#pragma unroll
+    for (int t = 0; t < 9; ++t) {
+#pragma unroll
+      for (int v = 0; v < kPixels; ++v) sums[t][v] = acc_t(0);
+    }
+    for (index_t c = g, k = 0; c < s.channels; c += s.groups, ++k) {
+      const T* gyc = gy + k * s.groups * out_plane;
+      const T* vc = v_group + k * s.groups * in_plane;
+      acc_t dy[kPixels];
+#pragma unroll
+      for (int v = 0; v < kPixels; ++v) {
+        dy[v] = pixel_inside[v] ? static_cast<acc_t>(gyc[v]) : acc_t(0);
+      }
+#pragma unroll
+      for (int i = 0; i < 3; ++i) {
+        if (!row_inside[i]) continue;
+        acc_t values[kSpan];
+#pragma unroll
+        for (int u = 0; u < kSpan; ++u) {
+          values[u] = col_inside[u] ? static_cast<acc_t>(vc[rows[i] + u])
+                                    : acc_t(0);
+        }
+#pragma unroll
+        for (int j = 0; j < 3; ++j) {
+#pragma unroll
+          for (int v = 0; v < kPixels; ++v) {
+            sums[i * 3 + j][v] += dy[v] * values[v + j];
+          }
+        }
+      }
+    }
+    T* gw = grad_weight + (n_head * s.groups + g) * 9 * out_plane + p0;
+#pragma unroll
+    for (int t = 0; t < 9; ++t) {
+#pragma unroll
+      for (int v = 0; v < kPixels; ++v) {
+        if (pixel_inside[v]) gw[t * out_plane + v] = static_cast<T>(sums[t][v]);
+      }
+    }
+  }
+}
+
+// The input gradients of input pixels (y_in, x0 .. x0 + kPixels - 1) of
+// (n, g), every channel of the group, for the strip backward: tap (i, j) of
+// input pixel x reads output pixel (y_in + pad_h - i, x + pad_w - j), so per
+// channel each of three output-gradient rows is read once as kPixels + 2
+// values; the 9 x kPixels weights are loaded once per head.
+template <int kPixels, typename T, typename index_t>
+MMCOT_HOST_DEVICE inline void strip_input_gradient(
+    const KernelShape<index_t>& s, index_t n, index_t g, index_t y_in,
+    index_t x0, const T* __restrict__ grad_output, const T* __restrict__ weight,
+    T* __restrict__ grad_input) {
+  using acc_t = typename AccType<T>::type;
+  constexpr int kSpan = kPixels + 2;
+  const index_t out_plane = s.out_plane(), in_plane = s.in_plane();
+  const index_t col0 = x0 + s.pad_w - 2;  // output column of span element 0
+  index_t rows[3];  // offset of span element 0 in each output row
+  bool row_inside[3], col_inside[kSpan], pixel_inside[kPixels];
+#pragma unroll
+  for (int i = 0; i < 3; ++i) {
+    const index_t y = y_in + s.pad_h - i;
+    row_inside[i] = y >= 0 && y < s.out_height;
+    rows[i] = y * s.out_width + col0;
+  }
+#pragma unroll
+  for (int u = 0; u < kSpan; ++u) {
+    col_inside[u] = col0 + u >= 0 && col0 + u < s.out_width;
+  }
+#pragma unroll
+  for (int v = 0; v < kPixels; ++v) pixel_inside[v] = x0 + v < s.width;
+  T* gx = grad_input + (n * s.channels + g) * in_plane + y_in * s.width + x0;
+  for (index_t head = 0; head < s.heads; ++head) {
+    const index_t n_head = n * s.heads + head;
+    const T* w = weight + (n_head * s.groups + g) * 9 * out_plane;
+    acc_t weights[9][kPixels];  // 0 where no output pixel reads the input
+#pragma unroll
+    for (int t = 0; t < 9; ++t) {
+      const int i = t / 3, u0 = 2 - t % 3;  // span element of pixel 0
+#pragma unroll
+      for (int v = 0; v < kPixels; ++v) {
+        weights[t][v] =
+            pixel_inside[v] && row_inside[i] && col_inside[v + u0]
+                ? static_cast<acc_t>(w[t * out_plane + rows[i] + v + u0])
+                : acc_t(0);
+      }
+    }
+    const T* gy = grad_output + (n_head * s.channels + g) * out_plane;
+    for (index_t c = g, k = 0; c < s.channels; c += s.groups, ++k) {
+      const T* gyc = gy + k * s.groups * out_plane;
+      T* gxc = gx + k * s.groups * in_plane;
+      acc_t sums[kPixels];
+#pragma unroll
+      for (int v = 0; v < kPixels; ++v) {
+        sums[v] = head == 0 || !pixel_inside[v] ? acc_t(0)
+                                                : static_cast<acc_t>(gxc[v]);
+      }
+#pragma unroll
+      for (int i = 0; i < 3; ++i) {
+        if (!row_inside[i]) continue;
+        acc_t values[kSpan];
+#pragma unroll
+        for (int u = 0; u < kSpan; ++u) {
+          values[u] = col_inside[u] ? static_cast<acc_t>(gyc[rows[i] + u])
+                                    : acc_t(0);
+        }
+#pragma unroll
+        for (int j = 0; j < 3; ++j) {
+#pragma unroll
+          for (int v = 0; v < kPixels; ++v) {
+            sums[v] += weights[i * 3 + j][v] * values[v + 2 - j];
+          }
+        }
+      }
+#pragma unroll
+      for (int v = 0; v < kPixels; ++v) {
+        if (pixel_inside[v]) gxc[v] = static_cast<T>(sums[v]);
+      }
+    }
+  }
+}
+
+// Fused strip backward for 3 x 3 windows at unit stride and dilation: the
+// thread of (n, g, row r, strip x0 .. x0 + kPixels - 1) writes the weight
+// gradients of those output pixels and the input gradients of those input
+// pixels, where each exists. grad_input / grad_weight may be null.
+// total = batch * groups * max(height, out_height) *
+//         ceil(max(width, out_width) / kPixels)
+template <int kPixels, typename T, typename index_t>
+__global__ void __launch_bounds__(
+    kThreadsPerBlock, strip_backward_min_blocks_per_sm<T, index_t>())
+    local_aggregation_backward_strip_cuda_kernel(
+    const index_t total, const T* __restrict__ grad_output,
+    const T* __restrict__ input, const T* __restrict__ weight,
+    T* __restrict__ grad_input, T* __restrict__ grad_weight,
+    const LocalAggregationShape shape) {
+  const KernelShape<index_t> s(shape);
+  const index_t rows = s.out_height > s.height ? s.out_height : s.height;
+  const index_t cols = s.out_width > s.width ? s.out_width : s.width;
+  const index_t strips = (cols + kPixels - 1) / kPixels;
+  MMCOT_GRID_STRIDE_LOOP(index_t, index, total) {
+    const index_t strip = index % strips;
+    index_t rest = index / strips;
+    const index_t r = rest % rows;
+    rest /= rows;
+    const index_t g = rest % s.groups;
+    const index_t n = rest / s.groups;
+    const index_t x0 = strip * kPixels;
+    if (grad_weight != nullptr && r < s.out_height && x0 < s.out_width) {
+      strip_weight_gradient<kPixels>(s, n, g, r, x0, grad_output, input,
+                                     grad_weight);
+    }
+    if (grad_input != nullptr && r < s.height && x0 < s.width) {
+      strip_input_gradient<kPixels>(s, n, g, r, x0, grad_output, weight,
+                                    grad_input);
     }
   }
 }

@@ -42,6 +42,23 @@ void local_aggregation_forward_cuda(const at::Tensor& input,
       "local_aggregation_forward_cuda", [&] {
         const auto launch = [&](auto index) {
           using index_t = decltype(index);
+          if constexpr (kStripPixels > 1) {
+            if (strip_kernels_apply(shape)) {
+              constexpr int kPixels = kStripPixels;
+              const int64_t strips =
+                  shape.batch * shape.heads * shape.groups *
+                  shape.out_height *
+                  ((shape.out_width + kPixels - 1) / kPixels);
+              local_aggregation_forward_strip_cuda_kernel<kPixels, scalar_t,
+                                                          index_t>
+                  <<<blocks_for(strips), kThreads, 0, stream>>>(
+                      static_cast<index_t>(strips),
+                      input.const_data_ptr<scalar_t>(),
+                      weight.const_data_ptr<scalar_t>(),
+                      output.mutable_data_ptr<scalar_t>(), shape);
+              return;
+            }
+          }
           local_aggregation_forward_cuda_kernel<scalar_t, index_t>
               <<<blocks_for(total), kThreads, 0, stream>>>(
                   static_cast<index_t>(total),
@@ -78,6 +95,24 @@ void local_aggregation_backward_cuda(const at::Tensor& grad_output,
                            : nullptr;
         const auto launch = [&](auto unit, auto index) {
           using index_t = decltype(index);
+          if constexpr (kStripPixels > 1) {
+            if (strip_kernels_apply(shape)) {
+              constexpr int kPixels = kStripPixels;
+              const int64_t strips =
+                  shape.batch * shape.groups *
+                  std::max(shape.height, shape.out_height) *
+                  ((std::max(shape.width, shape.out_width) + kPixels - 1) /
+                   kPixels);
+              local_aggregation_backward_strip_cuda_kernel<kPixels, scalar_t,
+                                                           index_t>
+                  <<<blocks_for(strips), kThreads, 0, stream>>>(
+                      static_cast<index_t>(strips),
+                      grad_output.const_data_ptr<scalar_t>(),
+                      input.const_data_ptr<scalar_t>(),
+                      weight.const_data_ptr<scalar_t>(), gx, gw, shape);
+              return;
+            }
+          }
           local_aggregation_backward_cuda_kernel<decltype(unit)::value,
                                                  scalar_t, index_t>
               <<<blocks_for(total), kThreads, 0, stream>>>(
