@@ -1,6 +1,7 @@
 """tools/analysis/benchmark.py, the timing helper behind its ratios, and
 the op shapes benchmark_op.py times."""
 import json
+import math
 import os
 import os.path as osp
 import subprocess
@@ -355,3 +356,44 @@ def test_op_benchmark_keeps_freed_memory_after_the_peaks(
             'timed (2, 16, 4, 4)', 'timed (1, 8, 1, 1)'
         ]
     assert result['freed_memory_reused'] is not defaults
+
+
+def test_op_benchmark_measures_how_far_other_kernels_lie():
+    """A build timed beside the shipped kernels (previous, variant) is
+    compared with them on the same inputs: forward output and gradients."""
+    x, w = benchmark_op.make_inputs(2, 16, 5, 'float32', 'cpu')
+    same = benchmark_op.disagreement(benchmark_op.compiled, x, w)
+    assert same == dict(forward=0.0, backward=0.0)
+
+    def scaled(x, w):
+        return benchmark_op.compiled(x, w) * 1.001
+
+    off = benchmark_op.disagreement(scaled, x, w)
+    assert off['forward'] == pytest.approx(1e-3, rel=1e-3)
+    assert off['backward'] == pytest.approx(1e-3, rel=1e-3)
+
+    def nan_corner(x, w):
+        out = benchmark_op.compiled(x, w)
+        return out.index_put((torch.tensor([0]), ), torch.tensor(math.nan))
+
+    broken = benchmark_op.disagreement(nan_corner, x, w)
+    assert broken['forward'] == math.inf
+
+
+def test_op_benchmark_names_the_kernels_that_disagree():
+    tolerance = benchmark_op.AGREEMENT_EPS * torch.finfo(torch.float16).eps
+    row = dict(dtype='float16', C=64, H=56,
+               forward=dict(previous_error=tolerance / 2),
+               backward=dict(previous_error=tolerance * 2),
+               variants=dict(strip_4=dict(
+                   forward=dict(error=math.inf),
+                   backward=dict(error=math.nan))))
+    assert benchmark_op.disagreements([row]) == [
+        f'previous backward float16 64 x 56: {tolerance * 2:.2e}',
+        'variant strip_4 forward float16 64 x 56: inf',
+        'variant strip_4 backward float16 64 x 56: nan',
+    ]
+    row['backward']['previous_error'] = 0.0
+    row['variants']['strip_4'] = dict(forward=dict(error=tolerance),
+                                      backward=dict(error=0.0))
+    assert benchmark_op.disagreements([row]) == []

@@ -27,10 +27,14 @@ tools/analysis/build_previous_kernels.py, the same way (each
 implementation and shape in a process of its own); ``vs_previous`` is
 their time over the current kernels'.
 ``--variant-ext`` times variants of the current kernels built by
-tools/analysis/build_kernel_variants.py the same way. ``overhead_ms``
-is the time of the same call on a one-pixel input, caches flushed before
-it too (dispatch, autograd and kernel launches with their code and state
-evicted, which small stages are largely made of);
+tools/analysis/build_kernel_variants.py the same way. Both are checked
+against the current kernels on the same inputs (``previous_error``,
+``error``: the largest difference of the output, and of the gradients, over
+the largest value of the current kernels'); past ``AGREEMENT_EPS`` eps of
+the dtype the benchmark still writes its results, then exits 1 naming
+them. ``overhead_ms`` is the time of the same call on a one-pixel input,
+caches flushed before it too (dispatch, autograd and kernel launches with
+their code and state evicted, which small stages are largely made of);
 ``net_floor_ratio`` is (time - overhead) over the floor. On a GPU,
 ``kernel_ms`` is the device time of the op's kernels alone per call (the
 profiler's CUDA trace, same flushed calls), and ``kernel_floor_ratio`` /
@@ -59,6 +63,10 @@ FLOOR_ELEMENTS = {
     'backward': 1 + 1 + 9 / 8 + 1 + 9 / 8
 }
 DTYPES = ('float32', 'float64', 'float16', 'bfloat16')
+#: the most another build of the kernels (previous, variant) may differ from
+#: the shipped ones, relative to their largest value, in eps of the dtype
+#: (other summation orders over 9 taps and C/G channels)
+AGREEMENT_EPS = 16
 
 
 def parse_args():
@@ -204,6 +212,27 @@ def make_inputs(batch, channels, size, dtype, device):
             w.to(device, getattr(torch, dtype)).requires_grad_())
 
 
+def disagreement(fn, x, w) -> dict:
+    """How far ``fn``'s output ('forward') and gradients ('backward', the
+    larger of the two) lie from the shipped kernels' on the same inputs:
+    the largest difference over the largest magnitude of theirs; inf where
+    ``fn`` gives NaN or inf where they do not."""
+
+    def run(f):
+        out = f(x, w)
+        grad = torch.ones_like(out)
+        return [out.detach(), *torch.autograd.grad(out, (x, w), grad)]
+
+    def relative(got, want):
+        got, want = got.double(), want.double()
+        difference = (got - want).abs().nan_to_num(nan=float('inf'))
+        return (difference.max() /
+                want.abs().max().clamp_min(1e-300)).item()
+
+    errors = [relative(*pair) for pair in zip(run(fn), run(compiled))]
+    return dict(forward=errors[0], backward=max(errors[1:]))
+
+
 def directions_ms(fn, x, w, args, before=None, kernels=False) -> dict:
     """Median forward time and backward time (both gradients, from a
     retained graph) of ``fn(x, w)`` in ms; with ``kernels``, also the
@@ -261,6 +290,9 @@ def run_case(impl, shape, dtype, args):
     tiny = make_inputs(1, 8, 1, dtype, args.device)
     for direction, ms in directions_ms(fn, *tiny, args, before=flush).items():
         result[direction.replace('_ms', '_overhead_ms')] = ms
+    if impl not in ('compiled', 'reference'):  # another build of the kernels
+        for direction, error in disagreement(fn, x, w).items():
+            result[f'{direction}_error'] = error
     return result
 
 
@@ -310,7 +342,8 @@ def stage_results(shape, dtype, bandwidth, args) -> dict:
             row[direction].update(
                 previous_ms=previous_ms,
                 previous_floor_ratio=previous_ms / floor_ms,
-                vs_previous=previous_ms / ms)
+                vs_previous=previous_ms / ms,
+                previous_error=previous[f'{direction}_error'])
             previous_kernel_ms = previous.get(f'{direction}_kernel_ms')
             if kernel_ms and previous_kernel_ms:
                 row[direction].update(
@@ -327,7 +360,8 @@ def stage_results(shape, dtype, bandwidth, args) -> dict:
                     ms=result[f'{direction}_ms'],
                     kernel_ms=result.get(f'{direction}_kernel_ms'),
                     floor_ratio=variant_ms / floor_ms,
-                    vs_current=variant_ms / current_ms)
+                    vs_current=variant_ms / current_ms,
+                    error=result[f'{direction}_error'])
     for key in ('forward_MiB', 'forward_backward_MiB'):
         row[key] = compiled_[key]
         row[f'reference_{key}'] = reference_[key]
@@ -368,8 +402,35 @@ def variants_table(rows) -> str:
                                          ('backward', 'bwd'))
                 for key in ('floor_ratio', 'vs_current')
             },
+            **{
+                f'{short} error': f'{directions[direction]["error"]:.1e}'
+                for direction, short in (('forward', 'fwd'),
+                                         ('backward', 'bwd'))
+            },
         } for r in rows for name, directions in r.get('variants', {}).items()
     ])
+
+
+def disagreements(rows) -> list:
+    """'<implementation> <direction> <dtype> C x H: error' of each build of
+    the kernels other than the shipped one whose results lie further from
+    theirs than AGREEMENT_EPS eps of the dtype."""
+    found = []
+    for r in rows:
+        tolerance = AGREEMENT_EPS * torch.finfo(getattr(torch,
+                                                        r['dtype'])).eps
+        errors = [('previous', direction, r[direction]['previous_error'])
+                  for direction in FLOOR_ELEMENTS
+                  if 'previous_error' in r[direction]]
+        errors += [(f'variant {name}', direction, result['error'])
+                   for name, directions in r.get('variants', {}).items()
+                   for direction, result in directions.items()]
+        found += [
+            f'{impl} {direction} {r["dtype"]} {r["C"]} x {r["H"]}: '
+            f'{error:.2e}' for impl, direction, error in errors
+            if not error <= tolerance
+        ]
+    return found
 
 
 def main():
@@ -407,6 +468,11 @@ def main():
                            rows=rows),
                       f,
                       indent=1)
+    wrong = disagreements(rows)
+    if wrong:
+        raise SystemExit('error: results unlike the shipped kernels\' '
+                         f'(relative error over {AGREEMENT_EPS} eps): ' +
+                         '; '.join(wrong))
 
 
 if __name__ == '__main__':
