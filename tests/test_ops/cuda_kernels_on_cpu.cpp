@@ -87,39 +87,50 @@ at::Tensor forward(const at::Tensor& input, const at::Tensor& weight,
   return output;
 }
 
-void check_strip(const LocalAggregationShape& s, int64_t pixels) {
+void check_strip(const LocalAggregationShape& s, int64_t pixels,
+                 bool aligned) {
   TORCH_CHECK(mmcot::strip_kernels_apply(s),
               "the strip kernels take 3 x 3 windows at unit stride and "
               "dilation");
   TORCH_CHECK(pixels == 1 || pixels == 2 || pixels == 4,
               "pixels must be 1, 2 or 4");
+  TORCH_CHECK(!aligned || mmcot::strip_vectors_fit(s, pixels),
+              "vector strips need padding 1 across and a width divisible by "
+              "the pixels");
 }
 
-// run(std::integral_constant<int, pixels>, index type value)
+// run(std::integral_constant<int, pixels>, std::bool_constant<aligned>,
+//     index type value)
 template <typename Run>
-void with_strip_width(int64_t pixels, bool index64, Run run) {
-  const auto with_index = [&](auto width) {
-    index64 ? run(width, int64_t()) : run(width, int32_t());
+void with_strip_kernel(int64_t pixels, bool aligned, bool index64, Run run) {
+  const auto with_index = [&](auto width, auto vectors) {
+    index64 ? run(width, vectors, int64_t()) : run(width, vectors, int32_t());
+  };
+  const auto with_vectors = [&](auto width) {
+    aligned ? with_index(width, std::true_type())
+            : with_index(width, std::false_type());
   };
   if (pixels == 1) {
-    with_index(std::integral_constant<int, 1>());
+    with_vectors(std::integral_constant<int, 1>());
   } else if (pixels == 2) {
-    with_index(std::integral_constant<int, 2>());
+    with_vectors(std::integral_constant<int, 2>());
   } else {
-    with_index(std::integral_constant<int, 4>());
+    with_vectors(std::integral_constant<int, 4>());
   }
 }
 
 // The output of the 3 x 3 strip forward kernel with `pixels` (1, 2 or 4)
-// output pixels per thread, launched as forward().
+// output pixels per thread, moved as vectors where `aligned`, launched as
+// forward().
 at::Tensor forward_strip(const at::Tensor& input, const at::Tensor& weight,
                          std::vector<int64_t> kernel,
                          std::vector<int64_t> stride,
                          std::vector<int64_t> padding,
                          std::vector<int64_t> dilation, int64_t pixels,
-                         int64_t threads, int64_t max_blocks, bool index64) {
+                         bool aligned, int64_t threads, int64_t max_blocks,
+                         bool index64) {
   const auto s = make_shape(input, weight, kernel, stride, padding, dilation);
-  check_strip(s, pixels);
+  check_strip(s, pixels, aligned);
   auto output = at::full({s.batch, s.heads * s.channels, s.out_height,
                           s.out_width},
                          std::nan(""), input.options());
@@ -131,29 +142,33 @@ at::Tensor forward_strip(const at::Tensor& input, const at::Tensor& weight,
         const auto* x = input.const_data_ptr<scalar_t>();
         const auto* w = weight.const_data_ptr<scalar_t>();
         auto* y = output.mutable_data_ptr<scalar_t>();
-        with_strip_width(pixels, index64, [&](auto width, auto index) {
-          using index_t = decltype(index);
-          launch(total, threads, max_blocks, [&] {
-            mmcot::local_aggregation_forward_strip_cuda_kernel<
-                decltype(width)::value, scalar_t, index_t>(
-                static_cast<index_t>(total), x, w, y, s);
-          });
-        });
+        with_strip_kernel(
+            pixels, aligned, index64, [&](auto width, auto vectors,
+                                          auto index) {
+              using index_t = decltype(index);
+              launch(total, threads, max_blocks, [&] {
+                mmcot::local_aggregation_forward_strip_cuda_kernel<
+                    decltype(width)::value, decltype(vectors)::value,
+                    scalar_t, index_t>(static_cast<index_t>(total), x, w, y,
+                                       s);
+              });
+            });
       });
   return output;
 }
 
 // The input and weight gradients of the 3 x 3 strip backward kernel with
-// `pixels` (1, 2 or 4) pixels per thread (an undefined tensor where not
-// asked for), launched as backward().
+// `pixels` (1, 2 or 4) pixels per thread, moved as vectors where `aligned`
+// (an undefined tensor where not asked for), launched as backward().
 std::vector<at::Tensor> backward_strip(
     const at::Tensor& grad_output, const at::Tensor& input,
     const at::Tensor& weight, std::vector<int64_t> kernel,
     std::vector<int64_t> stride, std::vector<int64_t> padding,
     std::vector<int64_t> dilation, bool need_input, bool need_weight,
-    int64_t pixels, int64_t threads, int64_t max_blocks, bool index64) {
+    int64_t pixels, bool aligned, int64_t threads, int64_t max_blocks,
+    bool index64) {
   const auto s = make_shape(input, weight, kernel, stride, padding, dilation);
-  check_strip(s, pixels);
+  check_strip(s, pixels, aligned);
   at::Tensor grad_input =
       need_input ? at::full_like(input, std::nan("")) : at::Tensor();
   at::Tensor grad_weight =
@@ -172,14 +187,17 @@ std::vector<at::Tensor> backward_strip(
                               : nullptr;
         auto* gw = need_weight ? grad_weight.mutable_data_ptr<scalar_t>()
                                : nullptr;
-        with_strip_width(pixels, index64, [&](auto width, auto index) {
-          using index_t = decltype(index);
-          launch(total, threads, max_blocks, [&] {
-            mmcot::local_aggregation_backward_strip_cuda_kernel<
-                decltype(width)::value, scalar_t, index_t>(
-                static_cast<index_t>(total), gy, x, w, gx, gw, s);
-          });
-        });
+        with_strip_kernel(
+            pixels, aligned, index64, [&](auto width, auto vectors,
+                                          auto index) {
+              using index_t = decltype(index);
+              launch(total, threads, max_blocks, [&] {
+                mmcot::local_aggregation_backward_strip_cuda_kernel<
+                    decltype(width)::value, decltype(vectors)::value,
+                    scalar_t, index_t>(static_cast<index_t>(total), gy, x, w,
+                                       gx, gw, s);
+              });
+            });
       });
   return {grad_input, grad_weight};
 }

@@ -116,9 +116,19 @@ def test_kernels_match_reference_float64(kernels, case, grid, index64):
 
 
 def strip_applies(case):
-    """Whether the strip forward takes the case: 3 x 3 windows at unit
+    """Whether the strip kernels take the case: 3 x 3 windows at unit
     stride and dilation."""
     return case[6:8] == ((3, 3), (1, 1)) and case[9] == (1, 1)
+
+
+def strip_kernels(case):
+    """(pixels a thread, vectors) of each strip kernel that takes the case:
+    vectors where padding is 1 across and the width divides by the pixels
+    (the tensors of make_case are aligned)."""
+    width, padding = case[3], case[8]
+    return [(pixels, vectors) for pixels in (2, 4)
+            for vectors in (False, True)
+            if not vectors or (padding[1] == 1 and width % pixels == 0)]
 
 
 STRIP_CASES = [case for case in CASES if strip_applies(case)] + [
@@ -126,66 +136,83 @@ STRIP_CASES = [case for case in CASES if strip_applies(case)] + [
     (1, 4, 6, 13, 3, 2, (3, 3), (1, 1), (0, 0), (1, 1)),  # 11 columns
     (2, 8, 7, 9, 2, 4, (3, 3), (1, 1), (2, 3), (1, 1)),  # output > input
     (1, 16, 5, 6, 1, 2, (3, 3), (1, 1), (1, 0), (1, 1)),
+    # widths of whole strips, padding 1 across: vector loads and stores
+    (2, 8, 6, 8, 2, 4, (3, 3), (1, 1), (1, 1), (1, 1)),
+    (1, 16, 5, 12, 1, 2, (3, 3), (1, 1), (0, 1), (1, 1)),
+    (2, 4, 7, 4, 3, 2, (3, 3), (1, 1), (2, 1), (1, 1)),  # output taller
 ]
+STRIP_RUNS = [(case, pixels, vectors) for case in STRIP_CASES
+              for pixels, vectors in strip_kernels(case)]
+
+
+def strip_run_id(run):
+    case, pixels, vectors = run
+    return f'{case_id(case)}-{pixels}px' + ('-vectors' if vectors else '')
 
 
 @pytest.mark.parametrize('index64', [False, True], ids=['int32', 'int64'])
 @pytest.mark.parametrize('grid', GRIDS, ids=['capped-grid', 'full-grid'])
-@pytest.mark.parametrize('pixels', [2, 4])
-@pytest.mark.parametrize('case', STRIP_CASES, ids=case_id)
-def test_strip_kernels_match_reference_float64(kernels, case, pixels, grid,
-                                               index64):
+@pytest.mark.parametrize('run', STRIP_RUNS, ids=strip_run_id)
+def test_strip_kernels_match_reference_float64(kernels, run, grid, index64):
+    case, pixels, vectors = run
     x, a, gy, window = make_case(case)
     out, gx, ga = reference(x, a, gy, window)
-    what = f'{pixels} pixels a thread'
-    assert_near(kernels.forward_strip(x, a, *window, pixels, *grid, index64),
-                out, 1e-13, f'strip forward, {what}')
+    what = f'{pixels} pixels a thread, vectors {vectors}'
+    assert_near(
+        kernels.forward_strip(x, a, *window, pixels, vectors, *grid, index64),
+        out, 1e-13, f'strip forward, {what}')
     got_x, got_a = kernels.backward_strip(gy, x, a, *window, True, True,
-                                          pixels, *grid, index64)
+                                          pixels, vectors, *grid, index64)
     assert_near(got_x, gx, 1e-13, f'strip input gradient, {what}')
     assert_near(got_a, ga, 1e-13, f'strip weight gradient, {what}')
 
 
-def test_strip_backward_computes_only_what_is_asked(kernels):
-    x, a, gy, window = make_case(STRIP_CASES[-2])  # 2 heads, output > input
+@pytest.mark.parametrize('vectors', [False, True])
+def test_strip_backward_computes_only_what_is_asked(kernels, vectors):
+    x, a, gy, window = make_case(STRIP_CASES[-3])  # 2 heads, vectors fit
     _, gx, ga = reference(x, a, gy, window)
     got_x, got_a = kernels.backward_strip(gy, x, a, *window, True, False, 4,
-                                          32, 3, False)
+                                          vectors, 32, 3, False)
     assert got_a is None
     assert_near(got_x, gx, 1e-13, 'input gradient alone')
     got_x, got_a = kernels.backward_strip(gy, x, a, *window, False, True, 4,
-                                          32, 3, False)
+                                          vectors, 32, 3, False)
     assert got_x is None
     assert_near(got_a, ga, 1e-13, 'weight gradient alone')
 
 
 @pytest.mark.parametrize('pixels', [2, 4])
-def test_forward_strip_ignores_weights_of_padding_taps(kernels, pixels):
+@pytest.mark.parametrize('vectors', [False, True])
+def test_forward_strip_ignores_weights_of_padding_taps(kernels, pixels,
+                                                       vectors):
     """As the general forward: a tap in the padding adds nothing, whatever
     its weight (NaN here); the other weights give the reference's sum."""
-    x, a, gy, window = make_case((2, 8, 6, 7, 2, 4, (3, 3), (1, 1), (1, 1),
+    x, a, gy, window = make_case((2, 8, 6, 8, 2, 4, (3, 3), (1, 1), (1, 1),
                                   (1, 1)))
     padded = torch.zeros(x.shape[-2:], dtype=torch.bool)
     padded = torch.nn.functional.pad(padded, (1, 1, 1, 1), value=True)
-    in_padding = padded.unfold(0, 3, 1).unfold(1, 3, 1).reshape(6, 7, 9)
+    in_padding = padded.unfold(0, 3, 1).unfold(1, 3, 1).reshape(6, 8, 9)
     in_padding = in_padding.permute(2, 0, 1)  # (taps, H_out, W_out)
     poisoned = a.masked_fill(in_padding, float('nan'))
     out, _, _ = reference(x, a.masked_fill(in_padding, 0), gy, window)
     assert_near(kernels.forward(x, poisoned, *window, 128, 10**6, False), out,
                 1e-13, 'general forward')
     assert_near(
-        kernels.forward_strip(x, poisoned, *window, pixels, 128, 10**6,
-                              False), out, 1e-13, 'strip forward')
+        kernels.forward_strip(x, poisoned, *window, pixels, vectors, 128,
+                              10**6, False), out, 1e-13, 'strip forward')
 
 
 def test_strip_kernels_refuse_other_windows(kernels):
     for case in (CASES[3], CASES[6], CASES[9]):  # 3 x 5, stride 2, dilation 2
         x, a, gy, window = make_case(case)
         with pytest.raises(RuntimeError, match='3 x 3 windows'):
-            kernels.forward_strip(x, a, *window, 4, 128, 10**6, False)
+            kernels.forward_strip(x, a, *window, 4, False, 128, 10**6, False)
         with pytest.raises(RuntimeError, match='3 x 3 windows'):
-            kernels.backward_strip(gy, x, a, *window, True, True, 4, 128,
-                                   10**6, False)
+            kernels.backward_strip(gy, x, a, *window, True, True, 4, False,
+                                   128, 10**6, False)
+    x, a, gy, window = make_case(CASES[0])  # 7 columns
+    with pytest.raises(RuntimeError, match='vector strips'):
+        kernels.forward_strip(x, a, *window, 2, True, 128, 10**6, False)
 
 
 @pytest.mark.parametrize('case', [CASES[2], CASES[16]], ids=case_id)
@@ -205,6 +232,7 @@ def test_backward_computes_only_what_is_asked(kernels, case):
 HALF_CASES = [
     (2, 64, 9, 9, 1, 8, (3, 3), (1, 1), (1, 1), (1, 1)),  # CoT, C/G = 8
     (1, 256, 7, 7, 1, 4, (3, 3), (1, 1), (1, 1), (1, 1)),  # C/G = 64
+    (2, 64, 6, 8, 1, 8, (3, 3), (1, 1), (1, 1), (1, 1)),  # vector strips
     (2, 16, 11, 9, 2, 4, (3, 3), (2, 2), (1, 1), (1, 1)),
     (1, 8, 10, 7, 1, 2, (5, 5), (1, 1), (2, 2), (1, 1)),  # 3 tap chunks
 ]
@@ -230,15 +258,13 @@ def test_16_bit_storage_against_float32(kernels, case, dtype):
                                     10**6, False, unit)
     assert_near(got_x, gx, tol, 'input gradient')
     assert_near(got_a, ga, tol, 'weight gradient')
-    if strip_applies(case):
-        for pixels in (2, 4):
-            what = f'{pixels} pixels a thread'
-            assert_near(
-                kernels.forward_strip(x, a, *window, pixels, 128, 10**6,
-                                      False), out, tol,
-                f'strip forward, {what}')
-            got_x, got_a = kernels.backward_strip(gy, x, a, *window, True,
-                                                  True, pixels, 128, 10**6,
-                                                  False)
-            assert_near(got_x, gx, tol, f'strip input gradient, {what}')
-            assert_near(got_a, ga, tol, f'strip weight gradient, {what}')
+    for pixels, vectors in strip_kernels(case) if strip_applies(case) else []:
+        what = f'{pixels} pixels a thread, vectors {vectors}'
+        assert_near(
+            kernels.forward_strip(x, a, *window, pixels, vectors, 128, 10**6,
+                                  False), out, tol, f'strip forward, {what}')
+        got_x, got_a = kernels.backward_strip(gy, x, a, *window, True, True,
+                                              pixels, vectors, 128, 10**6,
+                                              False)
+        assert_near(got_x, gx, tol, f'strip input gradient, {what}')
+        assert_near(got_a, ga, tol, f'strip weight gradient, {what}')

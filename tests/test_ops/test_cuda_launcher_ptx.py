@@ -46,10 +46,13 @@ def compile_launcher(arch, folder, macros=()):
 
 
 def kernel_variant(name):
-    """(kernel, dtype, index bits, unit stride) of a mangled entry name."""
+    """(kernel, dtype, index bits, unit stride or vectors) of a mangled
+    entry name."""
     kernel = re.search(r'local_aggregation_(\w+?)_cuda_kernel', name).group(1)
-    args = re.search(r'cuda_kernelI(Lb[01]E|Li\d+E)?(.+?)([il])EEv', name)
-    unit = None if args.group(1) in (None, 'Li4E') else args.group(1) == 'Lb1E'
+    args = re.search(r'cuda_kernelI(Lb[01]E|Li\d+ELb[01]E)?(.+?)([il])EEv',
+                     name)
+    # the general backward's unit stride, or the strip kernels' vectors
+    unit = None if args.group(1) is None else args.group(1).endswith('Lb1E')
     bits = 32 if args.group(3) == 'i' else 64
     return kernel, DTYPES[args.group(2)], bits, unit
 
@@ -71,8 +74,9 @@ def test_launcher_ptx(arch, pixels, tmp_path):
                 for dtype in DTYPES.values() for bits in (32, 64)
                 for kernel, unit in (('forward', None), ('backward', True),
                                      ('backward', False)) +
-                (('forward_strip', None),
-                 ('backward_strip', None)) * (pixels > 1)}
+                (('forward_strip', False), ('forward_strip', True),
+                 ('backward_strip', False),
+                 ('backward_strip', True)) * (pixels > 1)}
     assert set(variants) == expected
     registers = dict(
         re.findall(r'Function properties for (\S+)\n[^\n]*\n[^\n]*Used (\d+) '
@@ -91,7 +95,10 @@ def test_launcher_ptx(arch, pixels, tmp_path):
             # bounds)
             limit = 128 if kernel == 'backward_strip' else 64
             assert int(registers[name]) <= limit, f'{name}: {registers[name]}'
-        label = kernel + ('' if unit is None else
-                          ' unit-stride' if unit else ' strided')
-        print(f'  {label:21} {dtype:8} {bits}-bit: {registers[name]:>3} '
+        if kernel.endswith('strip'):
+            label = kernel + (' vectors' if unit else ' scalars')
+        else:
+            label = kernel + ('' if unit is None else
+                              ' unit-stride' if unit else ' strided')
+        print(f'  {label:24} {dtype:8} {bits}-bit: {registers[name]:>3} '
               f'registers, {len(divisions)} 64-bit div/rem')

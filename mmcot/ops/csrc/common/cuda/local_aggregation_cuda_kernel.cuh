@@ -21,7 +21,8 @@
 // The strip kernels (3 x 3 windows at unit stride and dilation, a CoT
 // layer's) give a thread kPixels adjacent pixels of a row, so that each
 // input or output-gradient row is read once per strip rather than three
-// times per pixel; the launcher uses them only in benchmark builds with
+// times per pixel, and move a strip's pixels as one vector where padding
+// and width allow; the launcher uses them only in benchmark builds with
 // MMCOT_CUDA_STRIP_PIXELS > 1 until a GPU run shows they are faster.
 // Every value is written by one thread in a fixed order: no atomics,
 // deterministic. Values of a window larger than one chunk, or of several
@@ -222,20 +223,95 @@ MMCOT_HOST_DEVICE inline bool strip_kernels_apply(
          s.stride_w == 1 && s.dilation_h == 1 && s.dilation_w == 1;
 }
 
+// Whether the strip kernels may move a strip's pixels as one vector
+// (kAligned): padding 1 across, so that input and output rows are equally
+// wide, and rows of a multiple of `pixels` pixels; the launcher also checks
+// that every buffer is aligned to `pixels` elements.
+MMCOT_HOST_DEVICE inline bool strip_vectors_fit(const LocalAggregationShape& s,
+                                                int pixels) {
+  return s.pad_w == 1 && s.width % pixels == 0;
+}
+
+// kPixels values stored together and aligned to their size: one vector load
+// or store on a GPU.
+template <typename T, int kPixels>
+struct alignas(sizeof(T) * kPixels) PixelVector {
+  T value[kPixels];
+};
+
+// values[v] = p[v] for the kPixels pixels of a strip, 0 where not inside;
+// with kAligned every pixel is inside and p is aligned.
+template <int kPixels, bool kAligned, typename T, typename acc_t>
+MMCOT_HOST_DEVICE inline void load_pixels(const T* p, const bool* inside,
+                                          acc_t* values) {
+  if constexpr (kAligned) {
+    const auto vector = *reinterpret_cast<const PixelVector<T, kPixels>*>(p);
+#pragma unroll
+    for (int v = 0; v < kPixels; ++v) {
+      values[v] = static_cast<acc_t>(vector.value[v]);
+    }
+  } else {
+#pragma unroll
+    for (int v = 0; v < kPixels; ++v) {
+      values[v] = inside[v] ? static_cast<acc_t>(p[v]) : acc_t(0);
+    }
+  }
+}
+
+// span[u] = p[u] for the kPixels + 2 columns of a strip's windows (p + 1 is
+// the strip's first pixel), 0 where a column is not inside.
+template <int kPixels, bool kAligned, typename T, typename acc_t>
+MMCOT_HOST_DEVICE inline void load_span(const T* p, const bool* inside,
+                                        acc_t* span) {
+  if constexpr (kAligned) {
+    span[0] = inside[0] ? static_cast<acc_t>(p[0]) : acc_t(0);
+    load_pixels<kPixels, true>(p + 1, inside + 1, span + 1);
+    span[kPixels + 1] =
+        inside[kPixels + 1] ? static_cast<acc_t>(p[kPixels + 1]) : acc_t(0);
+  } else {
+#pragma unroll
+    for (int u = 0; u < kPixels + 2; ++u) {
+      span[u] = inside[u] ? static_cast<acc_t>(p[u]) : acc_t(0);
+    }
+  }
+}
+
+// p[v] = values[v] for the pixels of a strip that are inside.
+template <int kPixels, bool kAligned, typename T, typename acc_t>
+MMCOT_HOST_DEVICE inline void store_pixels(T* p, const bool* inside,
+                                           const acc_t* values) {
+  if constexpr (kAligned) {
+    PixelVector<T, kPixels> vector;
+#pragma unroll
+    for (int v = 0; v < kPixels; ++v) {
+      vector.value[v] = static_cast<T>(values[v]);
+    }
+    *reinterpret_cast<PixelVector<T, kPixels>*>(p) = vector;
+  } else {
+#pragma unroll
+    for (int v = 0; v < kPixels; ++v) {
+      if (inside[v]) p[v] = static_cast<T>(values[v]);
+    }
+  }
+}
+
 // Forward for 3 x 3 windows at unit stride and dilation (a CoT layer's), any
 // padding and heads. Work unit: a strip of kPixels adjacent output pixels of
 // one row of (sample, head, weight group); per channel, each of the three
 // input rows is read once as kPixels + 2 values, where the general forward
 // reads 3 values per pixel and row. The 9 x kPixels weights are loaded once
-// and reused for the group's channels.
+// and reused for the group's channels. kAligned (strip_vectors_fit and
+// aligned buffers): a strip's pixels move as one vector.
 // total = batch * heads * groups * out_height * ceil(out_width / kPixels)
-template <int kPixels, typename T, typename index_t>
+template <int kPixels, bool kAligned, typename T, typename index_t>
 __global__ void __launch_bounds__(kThreadsPerBlock,
                                   min_blocks_per_sm<T, index_t>())
     local_aggregation_forward_strip_cuda_kernel(
     const index_t total, const T* __restrict__ input,
     const T* __restrict__ weight, T* __restrict__ output,
     const LocalAggregationShape shape) {
+  static_assert(kPixels >= 1 && kPixels <= 4,
+                "9 x kPixels weights must stay in registers");
   using acc_t = typename AccType<T>::type;
   constexpr int kSpan = kPixels + 2;  // input columns of a strip's windows
   const KernelShape<index_t> s(shape);
@@ -270,12 +346,12 @@ __global__ void __launch_bounds__(kThreadsPerBlock,
     acc_t weights[9][kPixels];  // 0 where the tap lies in the padding
 #pragma unroll
     for (int t = 0; t < 9; ++t) {
+      acc_t tap[kPixels];
+      load_pixels<kPixels, kAligned>(w + t * out_plane, pixel_inside, tap);
 #pragma unroll
       for (int v = 0; v < kPixels; ++v) {
         weights[t][v] =
-            pixel_inside[v] && row_inside[t / 3] && col_inside[v + t % 3]
-                ? static_cast<acc_t>(w[t * out_plane + v])
-                : acc_t(0);
+            row_inside[t / 3] && col_inside[v + t % 3] ? tap[v] : acc_t(0);
       }
     }
     const T* v_group = input + (n * s.channels + g) * in_plane;
@@ -289,11 +365,7 @@ __global__ void __launch_bounds__(kThreadsPerBlock,
       for (int i = 0; i < 3; ++i) {
         if (!row_inside[i]) continue;
         acc_t values[kSpan];
-#pragma unroll
-        for (int u = 0; u < kSpan; ++u) {
-          values[u] = col_inside[u] ? static_cast<acc_t>(vc[rows[i] + u])
-                                    : acc_t(0);
-        }
+        load_span<kPixels, kAligned>(vc + rows[i], col_inside, values);
 #pragma unroll
         for (int j = 0; j < 3; ++j) {
 #pragma unroll
@@ -302,11 +374,8 @@ __global__ void __launch_bounds__(kThreadsPerBlock,
           }
         }
       }
-      T* oc = out + k * s.groups * out_plane;
-#pragma unroll
-      for (int v = 0; v < kPixels; ++v) {
-        if (pixel_inside[v]) oc[v] = static_cast<T>(sums[v]);
-      }
+      store_pixels<kPixels, kAligned>(out + k * s.groups * out_plane,
+                                      pixel_inside, sums);
     }
   }
 }
@@ -397,7 +466,7 @@ MMCOT_HOST_DEVICE inline void input_gradient(
 // The weight gradients of output pixels (y, x0 .. x0 + kPixels - 1) of
 // (n, g), every head and tap, for the strip backward: per channel, each of
 // the three input rows is read once as kPixels + 2 values.
-template <int kPixels, typename T, typename index_t>
+template <int kPixels, bool kAligned, typename T, typename index_t>
 MMCOT_HOST_DEVICE inline void strip_weight_gradient(
     const KernelShape<index_t>& s, index_t n, index_t g, index_t y,
     index_t x0, const T* __restrict__ grad_output, const T* __restrict__ input,
@@ -435,19 +504,12 @@ MMCOT_HOST_DEVICE inline void strip_weight_gradient(
       const T* gyc = gy + k * s.groups * out_plane;
       const T* vc = v_group + k * s.groups * in_plane;
       acc_t dy[kPixels];
-#pragma unroll
-      for (int v = 0; v < kPixels; ++v) {
-        dy[v] = pixel_inside[v] ? static_cast<acc_t>(gyc[v]) : acc_t(0);
-      }
+      load_pixels<kPixels, kAligned>(gyc, pixel_inside, dy);
 #pragma unroll
       for (int i = 0; i < 3; ++i) {
         if (!row_inside[i]) continue;
         acc_t values[kSpan];
-#pragma unroll
-        for (int u = 0; u < kSpan; ++u) {
-          values[u] = col_inside[u] ? static_cast<acc_t>(vc[rows[i] + u])
-                                    : acc_t(0);
-        }
+        load_span<kPixels, kAligned>(vc + rows[i], col_inside, values);
 #pragma unroll
         for (int j = 0; j < 3; ++j) {
 #pragma unroll
@@ -460,10 +522,8 @@ MMCOT_HOST_DEVICE inline void strip_weight_gradient(
     T* gw = grad_weight + (n_head * s.groups + g) * 9 * out_plane + p0;
 #pragma unroll
     for (int t = 0; t < 9; ++t) {
-#pragma unroll
-      for (int v = 0; v < kPixels; ++v) {
-        if (pixel_inside[v]) gw[t * out_plane + v] = static_cast<T>(sums[t][v]);
-      }
+      store_pixels<kPixels, kAligned>(gw + t * out_plane, pixel_inside,
+                                      sums[t]);
     }
   }
 }
@@ -473,7 +533,7 @@ MMCOT_HOST_DEVICE inline void strip_weight_gradient(
 // input pixel x reads output pixel (y_in + pad_h - i, x + pad_w - j), so per
 // channel each of three output-gradient rows is read once as kPixels + 2
 // values; the 9 x kPixels weights are loaded once per head.
-template <int kPixels, typename T, typename index_t>
+template <int kPixels, bool kAligned, typename T, typename index_t>
 MMCOT_HOST_DEVICE inline void strip_input_gradient(
     const KernelShape<index_t>& s, index_t n, index_t g, index_t y_in,
     index_t x0, const T* __restrict__ grad_output, const T* __restrict__ weight,
@@ -504,12 +564,16 @@ MMCOT_HOST_DEVICE inline void strip_input_gradient(
 #pragma unroll
     for (int t = 0; t < 9; ++t) {
       const int i = t / 3, u0 = 2 - t % 3;  // span element of pixel 0
+      acc_t span[kSpan];
+      if (row_inside[i]) {
+        load_span<kPixels, kAligned>(w + t * out_plane + rows[i], col_inside,
+                                     span);
+      }
 #pragma unroll
       for (int v = 0; v < kPixels; ++v) {
-        weights[t][v] =
-            pixel_inside[v] && row_inside[i] && col_inside[v + u0]
-                ? static_cast<acc_t>(w[t * out_plane + rows[i] + v + u0])
-                : acc_t(0);
+        weights[t][v] = pixel_inside[v] && row_inside[i] && col_inside[v + u0]
+                            ? span[v + u0]
+                            : acc_t(0);
       }
     }
     const T* gy = grad_output + (n_head * s.channels + g) * out_plane;
@@ -517,20 +581,17 @@ MMCOT_HOST_DEVICE inline void strip_input_gradient(
       const T* gyc = gy + k * s.groups * out_plane;
       T* gxc = gx + k * s.groups * in_plane;
       acc_t sums[kPixels];
+      if (head == 0) {
 #pragma unroll
-      for (int v = 0; v < kPixels; ++v) {
-        sums[v] = head == 0 || !pixel_inside[v] ? acc_t(0)
-                                                : static_cast<acc_t>(gxc[v]);
+        for (int v = 0; v < kPixels; ++v) sums[v] = acc_t(0);
+      } else {
+        load_pixels<kPixels, kAligned>(gxc, pixel_inside, sums);
       }
 #pragma unroll
       for (int i = 0; i < 3; ++i) {
         if (!row_inside[i]) continue;
         acc_t values[kSpan];
-#pragma unroll
-        for (int u = 0; u < kSpan; ++u) {
-          values[u] = col_inside[u] ? static_cast<acc_t>(gyc[rows[i] + u])
-                                    : acc_t(0);
-        }
+        load_span<kPixels, kAligned>(gyc + rows[i], col_inside, values);
 #pragma unroll
         for (int j = 0; j < 3; ++j) {
 #pragma unroll
@@ -539,10 +600,7 @@ MMCOT_HOST_DEVICE inline void strip_input_gradient(
           }
         }
       }
-#pragma unroll
-      for (int v = 0; v < kPixels; ++v) {
-        if (pixel_inside[v]) gxc[v] = static_cast<T>(sums[v]);
-      }
+      store_pixels<kPixels, kAligned>(gxc, pixel_inside, sums);
     }
   }
 }
@@ -550,10 +608,11 @@ MMCOT_HOST_DEVICE inline void strip_input_gradient(
 // Fused strip backward for 3 x 3 windows at unit stride and dilation: the
 // thread of (n, g, row r, strip x0 .. x0 + kPixels - 1) writes the weight
 // gradients of those output pixels and the input gradients of those input
-// pixels, where each exists. grad_input / grad_weight may be null.
+// pixels, where each exists. grad_input / grad_weight may be null. kAligned
+// as for the forward.
 // total = batch * groups * max(height, out_height) *
 //         ceil(max(width, out_width) / kPixels)
-template <int kPixels, typename T, typename index_t>
+template <int kPixels, bool kAligned, typename T, typename index_t>
 __global__ void __launch_bounds__(
     kThreadsPerBlock, strip_backward_min_blocks_per_sm<T, index_t>())
     local_aggregation_backward_strip_cuda_kernel(
@@ -574,12 +633,12 @@ __global__ void __launch_bounds__(
     const index_t n = rest / s.groups;
     const index_t x0 = strip * kPixels;
     if (grad_weight != nullptr && r < s.out_height && x0 < s.out_width) {
-      strip_weight_gradient<kPixels>(s, n, g, r, x0, grad_output, input,
-                                     grad_weight);
+      strip_weight_gradient<kPixels, kAligned>(s, n, g, r, x0, grad_output,
+                                               input, grad_weight);
     }
     if (grad_input != nullptr && r < s.height && x0 < s.width) {
-      strip_input_gradient<kPixels>(s, n, g, r, x0, grad_output, weight,
-                                    grad_input);
+      strip_input_gradient<kPixels, kAligned>(s, n, g, r, x0, grad_output,
+                                              weight, grad_input);
     }
   }
 }

@@ -1,10 +1,13 @@
 // CUDA launchers of the local aggregation op: device guard, current stream,
 // dtype dispatch (float, double, half, bfloat16), 32-bit indexing where the
-// tensors allow it, the unit-stride backward, launch checks.
+// tensors allow it, the unit-stride backward, the strip kernels of
+// benchmark builds (MMCOT_CUDA_STRIP_PIXELS > 1; vectors where the shape and
+// the buffers' alignment allow), launch checks.
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAGuard.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <limits>
 
 #include "../../common/cuda/local_aggregation_cuda_kernel.cuh"
@@ -18,6 +21,17 @@ constexpr int64_t kMaxBlocks = 65535 * 8;
 
 int64_t blocks_for(int64_t total) {
   return std::min<int64_t>((total + kThreads - 1) / kThreads, kMaxBlocks);
+}
+
+// Whether every buffer lies at a multiple of `elements` elements of T.
+template <typename T>
+bool aligned_to(int elements, std::initializer_list<const void*> buffers) {
+  for (const void* p : buffers) {
+    if (reinterpret_cast<std::uintptr_t>(p) % (elements * sizeof(T))) {
+      return false;
+    }
+  }
+  return true;
 }
 
 // Whether 32-bit indices cover the tensors, the work items and the grid.
@@ -35,8 +49,12 @@ void local_aggregation_forward_cuda(const at::Tensor& input,
   cudaStream_t stream = at::cuda::getCurrentCUDAStream();
   const int64_t total =
       shape.batch * shape.heads * shape.groups * shape.out_plane();
-  const bool small =
-      fits_int32(total, {input.numel(), weight.numel(), output.numel()});
+  const int64_t strips = shape.batch * shape.heads * shape.groups *
+                         shape.out_height *
+                         ((shape.out_width + kStripPixels - 1) / kStripPixels);
+  const bool small = fits_int32(std::max(total, strips),
+                                {input.numel(), weight.numel(),
+                                 output.numel()});
   AT_DISPATCH_FLOATING_TYPES_AND2(
       at::ScalarType::Half, at::ScalarType::BFloat16, input.scalar_type(),
       "local_aggregation_forward_cuda", [&] {
@@ -44,18 +62,24 @@ void local_aggregation_forward_cuda(const at::Tensor& input,
           using index_t = decltype(index);
           if constexpr (kStripPixels > 1) {
             if (strip_kernels_apply(shape)) {
-              constexpr int kPixels = kStripPixels;
-              const int64_t strips =
-                  shape.batch * shape.heads * shape.groups *
-                  shape.out_height *
-                  ((shape.out_width + kPixels - 1) / kPixels);
-              local_aggregation_forward_strip_cuda_kernel<kPixels, scalar_t,
-                                                          index_t>
-                  <<<blocks_for(strips), kThreads, 0, stream>>>(
-                      static_cast<index_t>(strips),
-                      input.const_data_ptr<scalar_t>(),
-                      weight.const_data_ptr<scalar_t>(),
-                      output.mutable_data_ptr<scalar_t>(), shape);
+              const auto launch_strips = [&](auto aligned) {
+                local_aggregation_forward_strip_cuda_kernel<
+                    kStripPixels, decltype(aligned)::value, scalar_t, index_t>
+                    <<<blocks_for(strips), kThreads, 0, stream>>>(
+                        static_cast<index_t>(strips),
+                        input.const_data_ptr<scalar_t>(),
+                        weight.const_data_ptr<scalar_t>(),
+                        output.mutable_data_ptr<scalar_t>(), shape);
+              };
+              if (strip_vectors_fit(shape, kStripPixels) &&
+                  aligned_to<scalar_t>(kStripPixels,
+                                       {input.const_data_ptr(),
+                                        weight.const_data_ptr(),
+                                        output.const_data_ptr()})) {
+                launch_strips(std::true_type());
+              } else {
+                launch_strips(std::false_type());
+              }
               return;
             }
           }
@@ -81,8 +105,13 @@ void local_aggregation_backward_cuda(const at::Tensor& grad_output,
   cudaStream_t stream = at::cuda::getCurrentCUDAStream();
   const int64_t total = shape.batch * shape.groups *
                         std::max(shape.in_plane(), shape.out_plane());
-  const bool small = fits_int32(
-      total, {grad_output.numel(), input.numel(), weight.numel()});
+  const int64_t strips =
+      shape.batch * shape.groups * std::max(shape.height, shape.out_height) *
+      ((std::max(shape.width, shape.out_width) + kStripPixels - 1) /
+       kStripPixels);
+  const bool small =
+      fits_int32(std::max(total, strips),
+                 {grad_output.numel(), input.numel(), weight.numel()});
   const bool unit_stride = shape.stride_h == 1 && shape.stride_w == 1;
   AT_DISPATCH_FLOATING_TYPES_AND2(
       at::ScalarType::Half, at::ScalarType::BFloat16, input.scalar_type(),
@@ -97,19 +126,24 @@ void local_aggregation_backward_cuda(const at::Tensor& grad_output,
           using index_t = decltype(index);
           if constexpr (kStripPixels > 1) {
             if (strip_kernels_apply(shape)) {
-              constexpr int kPixels = kStripPixels;
-              const int64_t strips =
-                  shape.batch * shape.groups *
-                  std::max(shape.height, shape.out_height) *
-                  ((std::max(shape.width, shape.out_width) + kPixels - 1) /
-                   kPixels);
-              local_aggregation_backward_strip_cuda_kernel<kPixels, scalar_t,
-                                                           index_t>
-                  <<<blocks_for(strips), kThreads, 0, stream>>>(
-                      static_cast<index_t>(strips),
-                      grad_output.const_data_ptr<scalar_t>(),
-                      input.const_data_ptr<scalar_t>(),
-                      weight.const_data_ptr<scalar_t>(), gx, gw, shape);
+              const auto launch_strips = [&](auto aligned) {
+                local_aggregation_backward_strip_cuda_kernel<
+                    kStripPixels, decltype(aligned)::value, scalar_t, index_t>
+                    <<<blocks_for(strips), kThreads, 0, stream>>>(
+                        static_cast<index_t>(strips),
+                        grad_output.const_data_ptr<scalar_t>(),
+                        input.const_data_ptr<scalar_t>(),
+                        weight.const_data_ptr<scalar_t>(), gx, gw, shape);
+              };
+              if (strip_vectors_fit(shape, kStripPixels) &&
+                  aligned_to<scalar_t>(kStripPixels,
+                                       {grad_output.const_data_ptr(),
+                                        input.const_data_ptr(),
+                                        weight.const_data_ptr(), gx, gw})) {
+                launch_strips(std::true_type());
+              } else {
+                launch_strips(std::false_type());
+              }
               return;
             }
           }
