@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
 
 #define __global__
 #define __device__
@@ -157,6 +158,31 @@ at::Tensor forward_strip(const at::Tensor& input, const at::Tensor& weight,
   return output;
 }
 
+// The input and weight gradients a backward kernel writes (NaN before it
+// runs; an undefined tensor where not asked for): run(gy, x, w, gx, gw)
+// launches it on the typed buffers, gx / gw null where not asked for.
+template <typename Run>
+std::vector<at::Tensor> backward_gradients(const at::Tensor& grad_output,
+                                           const at::Tensor& input,
+                                           const at::Tensor& weight,
+                                           bool need_input, bool need_weight,
+                                           Run run) {
+  at::Tensor grad_input =
+      need_input ? at::full_like(input, std::nan("")) : at::Tensor();
+  at::Tensor grad_weight =
+      need_weight ? at::full_like(weight, std::nan("")) : at::Tensor();
+  AT_DISPATCH_FLOATING_TYPES_AND2(
+      at::ScalarType::Half, at::ScalarType::BFloat16, input.scalar_type(),
+      "backward", [&] {
+        run(grad_output.const_data_ptr<scalar_t>(),
+            input.const_data_ptr<scalar_t>(),
+            weight.const_data_ptr<scalar_t>(),
+            need_input ? grad_input.mutable_data_ptr<scalar_t>() : nullptr,
+            need_weight ? grad_weight.mutable_data_ptr<scalar_t>() : nullptr);
+      });
+  return {grad_input, grad_weight};
+}
+
 // The input and weight gradients of the 3 x 3 strip backward kernel with
 // `pixels` (1, 2 or 4) pixels per thread, moved as vectors where `aligned`
 // (an undefined tensor where not asked for), launched as backward().
@@ -169,24 +195,14 @@ std::vector<at::Tensor> backward_strip(
     bool index64) {
   const auto s = make_shape(input, weight, kernel, stride, padding, dilation);
   check_strip(s, pixels, aligned);
-  at::Tensor grad_input =
-      need_input ? at::full_like(input, std::nan("")) : at::Tensor();
-  at::Tensor grad_weight =
-      need_weight ? at::full_like(weight, std::nan("")) : at::Tensor();
   const int64_t total = s.batch * s.groups *
                         std::max(s.height, s.out_height) *
                         ((std::max(s.width, s.out_width) + pixels - 1) /
                          pixels);
-  AT_DISPATCH_FLOATING_TYPES_AND2(
-      at::ScalarType::Half, at::ScalarType::BFloat16, input.scalar_type(),
-      "backward_strip", [&] {
-        const auto* gy = grad_output.const_data_ptr<scalar_t>();
-        const auto* x = input.const_data_ptr<scalar_t>();
-        const auto* w = weight.const_data_ptr<scalar_t>();
-        auto* gx = need_input ? grad_input.mutable_data_ptr<scalar_t>()
-                              : nullptr;
-        auto* gw = need_weight ? grad_weight.mutable_data_ptr<scalar_t>()
-                               : nullptr;
+  return backward_gradients(
+      grad_output, input, weight, need_input, need_weight,
+      [&](const auto* gy, const auto* x, const auto* w, auto* gx, auto* gw) {
+        using scalar_t = std::remove_pointer_t<decltype(gx)>;
         with_strip_kernel(
             pixels, aligned, index64, [&](auto width, auto vectors,
                                           auto index) {
@@ -199,7 +215,6 @@ std::vector<at::Tensor> backward_strip(
               });
             });
       });
-  return {grad_input, grad_weight};
 }
 
 // The input and weight gradients of the fused backward kernel (an undefined
@@ -215,22 +230,12 @@ std::vector<at::Tensor> backward(const at::Tensor& grad_output,
                                  int64_t threads, int64_t max_blocks,
                                  bool index64, bool unit_stride) {
   const auto s = make_shape(input, weight, kernel, stride, padding, dilation);
-  at::Tensor grad_input =
-      need_input ? at::full_like(input, std::nan("")) : at::Tensor();
-  at::Tensor grad_weight =
-      need_weight ? at::full_like(weight, std::nan("")) : at::Tensor();
   const int64_t total =
       s.batch * s.groups * std::max(s.in_plane(), s.out_plane());
-  AT_DISPATCH_FLOATING_TYPES_AND2(
-      at::ScalarType::Half, at::ScalarType::BFloat16, input.scalar_type(),
-      "backward", [&] {
-        const auto* gy = grad_output.const_data_ptr<scalar_t>();
-        const auto* x = input.const_data_ptr<scalar_t>();
-        const auto* w = weight.const_data_ptr<scalar_t>();
-        auto* gx = need_input ? grad_input.mutable_data_ptr<scalar_t>()
-                              : nullptr;
-        auto* gw = need_weight ? grad_weight.mutable_data_ptr<scalar_t>()
-                               : nullptr;
+  return backward_gradients(
+      grad_output, input, weight, need_input, need_weight,
+      [&](const auto* gy, const auto* x, const auto* w, auto* gx, auto* gw) {
+        using scalar_t = std::remove_pointer_t<decltype(gx)>;
         const auto run = [&](auto unit, auto index) {
           using index_t = decltype(index);
           launch(total, threads, max_blocks, [&] {
@@ -247,7 +252,6 @@ std::vector<at::Tensor> backward(const at::Tensor& grad_output,
                   : run(std::false_type(), int32_t());
         }
       });
-  return {grad_input, grad_weight};
 }
 
 }  // namespace

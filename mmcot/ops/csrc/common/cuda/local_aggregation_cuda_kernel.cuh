@@ -232,6 +232,34 @@ MMCOT_HOST_DEVICE inline bool strip_vectors_fit(const LocalAggregationShape& s,
   return s.pad_w == 1 && s.width % pixels == 0;
 }
 
+// The masks and row offsets of a strip's 3 x 3 windows over a plane of
+// height x width: window row i is plane row first_row + i * row_step, at
+// offset rows[i] of span element 0, which lies in column col0; span element u
+// is inside where its column is, strip pixel x0 + v where it is below
+// pixel_end.
+template <int kPixels, typename index_t>
+struct StripWindows {
+  index_t rows[3];
+  bool row_inside[3], col_inside[kPixels + 2], pixel_inside[kPixels];
+
+  MMCOT_HOST_DEVICE StripWindows(index_t first_row, index_t row_step,
+                                 index_t col0, index_t height, index_t width,
+                                 index_t x0, index_t pixel_end) {
+#pragma unroll
+    for (int i = 0; i < 3; ++i) {
+      const index_t y = first_row + i * row_step;
+      row_inside[i] = y >= 0 && y < height;
+      rows[i] = y * width + col0;
+    }
+#pragma unroll
+    for (int u = 0; u < kPixels + 2; ++u) {
+      col_inside[u] = col0 + u >= 0 && col0 + u < width;
+    }
+#pragma unroll
+    for (int v = 0; v < kPixels; ++v) pixel_inside[v] = x0 + v < pixel_end;
+  }
+};
+
 // kPixels values stored together and aligned to their size: one vector load
 // or store on a GPU.
 template <typename T, int kPixels>
@@ -326,32 +354,23 @@ __global__ void __launch_bounds__(kThreadsPerBlock,
     const index_t n_head = rest / s.groups;  // n * heads + head
     const index_t n = n_head / s.heads;
     const index_t x0 = strip * kPixels;
-    const index_t col0 = x0 - s.pad_w;  // input column of span element 0
-    index_t rows[3];  // offset of span element 0 in each input row
-    bool row_inside[3], col_inside[kSpan], pixel_inside[kPixels];
-#pragma unroll
-    for (int i = 0; i < 3; ++i) {
-      const index_t y_in = y - s.pad_h + i;
-      row_inside[i] = y_in >= 0 && y_in < s.height;
-      rows[i] = y_in * s.width + col0;
-    }
-#pragma unroll
-    for (int u = 0; u < kSpan; ++u) {
-      col_inside[u] = col0 + u >= 0 && col0 + u < s.width;
-    }
-#pragma unroll
-    for (int v = 0; v < kPixels; ++v) pixel_inside[v] = x0 + v < s.out_width;
+    // input rows y - pad_h + i, span element 0 at column x0 - pad_w
+    const StripWindows<kPixels, index_t> window(
+        y - s.pad_h, 1, x0 - s.pad_w, s.height, s.width, x0, s.out_width);
     const index_t p0 = y * s.out_width + x0;
     const T* w = weight + (n_head * s.groups + g) * 9 * out_plane + p0;
     acc_t weights[9][kPixels];  // 0 where the tap lies in the padding
 #pragma unroll
     for (int t = 0; t < 9; ++t) {
       acc_t tap[kPixels];
-      load_pixels<kPixels, kAligned>(w + t * out_plane, pixel_inside, tap);
+      load_pixels<kPixels, kAligned>(w + t * out_plane, window.pixel_inside,
+                                     tap);
 #pragma unroll
       for (int v = 0; v < kPixels; ++v) {
         weights[t][v] =
-            row_inside[t / 3] && col_inside[v + t % 3] ? tap[v] : acc_t(0);
+            window.row_inside[t / 3] && window.col_inside[v + t % 3]
+                ? tap[v]
+                : acc_t(0);
       }
     }
     const T* v_group = input + (n * s.channels + g) * in_plane;
@@ -363,9 +382,10 @@ __global__ void __launch_bounds__(kThreadsPerBlock,
       for (int v = 0; v < kPixels; ++v) sums[v] = acc_t(0);
 #pragma unroll
       for (int i = 0; i < 3; ++i) {
-        if (!row_inside[i]) continue;
+        if (!window.row_inside[i]) continue;
         acc_t values[kSpan];
-        load_span<kPixels, kAligned>(vc + rows[i], col_inside, values);
+        load_span<kPixels, kAligned>(vc + window.rows[i], window.col_inside,
+                                     values);
 #pragma unroll
         for (int j = 0; j < 3; ++j) {
 #pragma unroll
@@ -375,7 +395,7 @@ __global__ void __launch_bounds__(kThreadsPerBlock,
         }
       }
       store_pixels<kPixels, kAligned>(out + k * s.groups * out_plane,
-                                      pixel_inside, sums);
+                                      window.pixel_inside, sums);
     }
   }
 }
@@ -474,21 +494,9 @@ MMCOT_HOST_DEVICE inline void strip_weight_gradient(
   using acc_t = typename AccType<T>::type;
   constexpr int kSpan = kPixels + 2;
   const index_t out_plane = s.out_plane(), in_plane = s.in_plane();
-  const index_t col0 = x0 - s.pad_w;  // input column of span element 0
-  index_t rows[3];
-  bool row_inside[3], col_inside[kSpan], pixel_inside[kPixels];
-#pragma unroll
-  for (int i = 0; i < 3; ++i) {
-    const index_t y_in = y - s.pad_h + i;
-    row_inside[i] = y_in >= 0 && y_in < s.height;
-    rows[i] = y_in * s.width + col0;
-  }
-#pragma unroll
-  for (int u = 0; u < kSpan; ++u) {
-    col_inside[u] = col0 + u >= 0 && col0 + u < s.width;
-  }
-#pragma unroll
-  for (int v = 0; v < kPixels; ++v) pixel_inside[v] = x0 + v < s.out_width;
+  // input rows y - pad_h + i, span element 0 at column x0 - pad_w
+  const StripWindows<kPixels, index_t> window(
+      y - s.pad_h, 1, x0 - s.pad_w, s.height, s.width, x0, s.out_width);
   const index_t p0 = y * s.out_width + x0;
   const T* v_group = input + (n * s.channels + g) * in_plane;
   for (index_t head = 0; head < s.heads; ++head) {
@@ -504,12 +512,13 @@ MMCOT_HOST_DEVICE inline void strip_weight_gradient(
       const T* gyc = gy + k * s.groups * out_plane;
       const T* vc = v_group + k * s.groups * in_plane;
       acc_t dy[kPixels];
-      load_pixels<kPixels, kAligned>(gyc, pixel_inside, dy);
+      load_pixels<kPixels, kAligned>(gyc, window.pixel_inside, dy);
 #pragma unroll
       for (int i = 0; i < 3; ++i) {
-        if (!row_inside[i]) continue;
+        if (!window.row_inside[i]) continue;
         acc_t values[kSpan];
-        load_span<kPixels, kAligned>(vc + rows[i], col_inside, values);
+        load_span<kPixels, kAligned>(vc + window.rows[i], window.col_inside,
+                                     values);
 #pragma unroll
         for (int j = 0; j < 3; ++j) {
 #pragma unroll
@@ -522,7 +531,7 @@ MMCOT_HOST_DEVICE inline void strip_weight_gradient(
     T* gw = grad_weight + (n_head * s.groups + g) * 9 * out_plane + p0;
 #pragma unroll
     for (int t = 0; t < 9; ++t) {
-      store_pixels<kPixels, kAligned>(gw + t * out_plane, pixel_inside,
+      store_pixels<kPixels, kAligned>(gw + t * out_plane, window.pixel_inside,
                                       sums[t]);
     }
   }
@@ -541,21 +550,10 @@ MMCOT_HOST_DEVICE inline void strip_input_gradient(
   using acc_t = typename AccType<T>::type;
   constexpr int kSpan = kPixels + 2;
   const index_t out_plane = s.out_plane(), in_plane = s.in_plane();
-  const index_t col0 = x0 + s.pad_w - 2;  // output column of span element 0
-  index_t rows[3];  // offset of span element 0 in each output row
-  bool row_inside[3], col_inside[kSpan], pixel_inside[kPixels];
-#pragma unroll
-  for (int i = 0; i < 3; ++i) {
-    const index_t y = y_in + s.pad_h - i;
-    row_inside[i] = y >= 0 && y < s.out_height;
-    rows[i] = y * s.out_width + col0;
-  }
-#pragma unroll
-  for (int u = 0; u < kSpan; ++u) {
-    col_inside[u] = col0 + u >= 0 && col0 + u < s.out_width;
-  }
-#pragma unroll
-  for (int v = 0; v < kPixels; ++v) pixel_inside[v] = x0 + v < s.width;
+  // output rows y_in + pad_h - i, span element 0 at column x0 + pad_w - 2
+  const StripWindows<kPixels, index_t> window(
+      y_in + s.pad_h, -1, x0 + s.pad_w - 2, s.out_height, s.out_width, x0,
+      s.width);
   T* gx = grad_input + (n * s.channels + g) * in_plane + y_in * s.width + x0;
   for (index_t head = 0; head < s.heads; ++head) {
     const index_t n_head = n * s.heads + head;
@@ -565,13 +563,14 @@ MMCOT_HOST_DEVICE inline void strip_input_gradient(
     for (int t = 0; t < 9; ++t) {
       const int i = t / 3, u0 = 2 - t % 3;  // span element of pixel 0
       acc_t span[kSpan];
-      if (row_inside[i]) {
-        load_span<kPixels, kAligned>(w + t * out_plane + rows[i], col_inside,
-                                     span);
+      if (window.row_inside[i]) {
+        load_span<kPixels, kAligned>(w + t * out_plane + window.rows[i],
+                                     window.col_inside, span);
       }
 #pragma unroll
       for (int v = 0; v < kPixels; ++v) {
-        weights[t][v] = pixel_inside[v] && row_inside[i] && col_inside[v + u0]
+        weights[t][v] = window.pixel_inside[v] && window.row_inside[i] &&
+                                window.col_inside[v + u0]
                             ? span[v + u0]
                             : acc_t(0);
       }
@@ -585,13 +584,14 @@ MMCOT_HOST_DEVICE inline void strip_input_gradient(
 #pragma unroll
         for (int v = 0; v < kPixels; ++v) sums[v] = acc_t(0);
       } else {
-        load_pixels<kPixels, kAligned>(gxc, pixel_inside, sums);
+        load_pixels<kPixels, kAligned>(gxc, window.pixel_inside, sums);
       }
 #pragma unroll
       for (int i = 0; i < 3; ++i) {
-        if (!row_inside[i]) continue;
+        if (!window.row_inside[i]) continue;
         acc_t values[kSpan];
-        load_span<kPixels, kAligned>(gyc + rows[i], col_inside, values);
+        load_span<kPixels, kAligned>(gyc + window.rows[i], window.col_inside,
+                                     values);
 #pragma unroll
         for (int j = 0; j < 3; ++j) {
 #pragma unroll
@@ -600,7 +600,7 @@ MMCOT_HOST_DEVICE inline void strip_input_gradient(
           }
         }
       }
-      store_pixels<kPixels, kAligned>(gxc, pixel_inside, sums);
+      store_pixels<kPixels, kAligned>(gxc, window.pixel_inside, sums);
     }
   }
 }

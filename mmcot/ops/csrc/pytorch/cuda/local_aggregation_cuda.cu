@@ -34,6 +34,20 @@ bool aligned_to(int elements, std::initializer_list<const void*> buffers) {
   return true;
 }
 
+// launch(std::bool_constant<vectors>) for the strip kernels: vectors where
+// the shape fits them and every buffer is aligned to kStripPixels elements.
+template <typename T, typename Launch>
+void launch_strip_layout(const LocalAggregationShape& shape,
+                         std::initializer_list<const void*> buffers,
+                         Launch launch) {
+  if (strip_vectors_fit(shape, kStripPixels) &&
+      aligned_to<T>(kStripPixels, buffers)) {
+    launch(std::true_type());
+  } else {
+    launch(std::false_type());
+  }
+}
+
 // Whether 32-bit indices cover the tensors, the work items and the grid.
 bool fits_int32(int64_t total, std::initializer_list<int64_t> numels) {
   int64_t largest = total + blocks_for(total) * kThreads;
@@ -71,15 +85,11 @@ void local_aggregation_forward_cuda(const at::Tensor& input,
                         weight.const_data_ptr<scalar_t>(),
                         output.mutable_data_ptr<scalar_t>(), shape);
               };
-              if (strip_vectors_fit(shape, kStripPixels) &&
-                  aligned_to<scalar_t>(kStripPixels,
-                                       {input.const_data_ptr(),
-                                        weight.const_data_ptr(),
-                                        output.const_data_ptr()})) {
-                launch_strips(std::true_type());
-              } else {
-                launch_strips(std::false_type());
-              }
+              launch_strip_layout<scalar_t>(
+                  shape,
+                  {input.const_data_ptr(), weight.const_data_ptr(),
+                   output.const_data_ptr()},
+                  launch_strips);
               return;
             }
           }
@@ -135,15 +145,11 @@ void local_aggregation_backward_cuda(const at::Tensor& grad_output,
                         input.const_data_ptr<scalar_t>(),
                         weight.const_data_ptr<scalar_t>(), gx, gw, shape);
               };
-              if (strip_vectors_fit(shape, kStripPixels) &&
-                  aligned_to<scalar_t>(kStripPixels,
-                                       {grad_output.const_data_ptr(),
-                                        input.const_data_ptr(),
-                                        weight.const_data_ptr(), gx, gw})) {
-                launch_strips(std::true_type());
-              } else {
-                launch_strips(std::false_type());
-              }
+              launch_strip_layout<scalar_t>(
+                  shape,
+                  {grad_output.const_data_ptr(), input.const_data_ptr(),
+                   weight.const_data_ptr(), gx, gw},
+                  launch_strips);
               return;
             }
           }
