@@ -11,7 +11,8 @@ from mmengine.registry import MODELS
 
 import mmcot  # noqa: F401
 from mmcot.deployment import (ExportError, decompose_local_aggregation,
-                              export_onnx, export_program, verify_onnx)
+                              export_onnx, export_program, relative_error,
+                              verify_onnx)
 from mmcot.models.utils import OFFICIAL_VARIANTS
 from mmcot.ops import ext_available
 
@@ -160,3 +161,32 @@ def test_onnx_verification_does_not_pass_nans(tmp_path):
                        (x, )) == float('inf')
     path = export_onnx(NaNs(), (x, ), str(tmp_path / 'nans.onnx'))
     assert verify_onnx(path, torch.nn.Identity(), (x, )) == float('inf')
+
+
+def test_relative_error_is_relative_to_the_largest_value():
+    """The measure the ONNX check, benchmark_deploy.py and the op
+    benchmark report: worst difference over the largest magnitude."""
+    want = torch.tensor([[4.0, -2.0], [1.0, 0.5]])
+    got = want.clone()
+    assert relative_error(got, want) == 0.0
+    got[1, 1] += 0.01  # 0.01 of the largest value, 4
+    assert relative_error(got, want) == pytest.approx(0.0025)
+    assert relative_error(got.numpy(), want) == pytest.approx(0.0025)
+    assert relative_error(torch.zeros(0, 3), torch.zeros(0, 3)) == 0.0
+    assert relative_error(torch.zeros(3), torch.zeros(3)) == 0.0
+    assert relative_error(torch.full((3, ), 1e-30),
+                          torch.zeros(3)) == float('inf')
+
+
+@pytest.mark.parametrize('side', ['got', 'want'])
+@pytest.mark.parametrize('value', [float('nan'), float('inf')])
+def test_relative_error_does_not_hide_nan_or_inf(side, value):
+    want = torch.ones(2, 3, dtype=torch.float16)
+    got = want.clone()
+    (got if side == 'got' else want)[1, 2] = value
+    assert relative_error(got, want) == float('inf')
+
+
+def test_relative_error_refuses_different_shapes():
+    with pytest.raises(ValueError, match='one shape'):
+        relative_error(torch.zeros(2, 3), torch.zeros(3, 2))

@@ -33,7 +33,7 @@ from mmcot.analysis import (add_malloc_defaults_argument, device_name,
                             reuse_freed_cpu_memory, speed_ratio)
 from mmcot.analysis.classifiers import BACKBONES, build_classifier
 from mmcot.cli import ToolArgumentParser, check_output_file
-from mmcot.deployment import ClassScores, export_onnx
+from mmcot.deployment import ClassScores, export_onnx, relative_error
 from mmcot.fileio import atomic_write
 
 
@@ -57,11 +57,6 @@ def parse_args():
     if 'ResNet-50' not in args.models:
         args.models = ['ResNet-50'] + args.models  # the reference
     return args
-
-
-def relative_error(got, want) -> float:
-    got = torch.as_tensor(got)
-    return float((got - want).abs().max() / want.abs().max())
 
 
 def prepare(name, args, folder):

@@ -53,6 +53,7 @@ from mmcot.analysis import (add_malloc_defaults_argument, cache_flusher,
                             profiled_ms, reuse_freed_cpu_memory)
 from mmcot.analysis.classifiers import COT_NAMES, build_classifier
 from mmcot.cli import ToolArgumentParser, check_device, check_output_file
+from mmcot.deployment import relative_error
 from mmcot.fileio import atomic_write
 from mmcot.ops import ext_available, local_aggregation_reference
 
@@ -214,22 +215,16 @@ def make_inputs(batch, channels, size, dtype, device):
 
 def disagreement(fn, x, w) -> dict:
     """How far ``fn``'s output ('forward') and gradients ('backward', the
-    larger of the two) lie from the shipped kernels' on the same inputs:
-    the largest difference over the largest magnitude of theirs; inf where
-    ``fn`` gives NaN or inf where they do not."""
+    larger of the two) lie from the shipped kernels' on the same inputs
+    (:func:`mmcot.deployment.relative_error`: relative to their largest
+    magnitude, inf for a NaN or an inf on either side)."""
 
     def run(f):
         out = f(x, w)
         grad = torch.ones_like(out)
         return [out.detach(), *torch.autograd.grad(out, (x, w), grad)]
 
-    def relative(got, want):
-        got, want = got.double(), want.double()
-        difference = (got - want).abs().nan_to_num(nan=float('inf'))
-        return (difference.max() /
-                want.abs().max().clamp_min(1e-300)).item()
-
-    errors = [relative(*pair) for pair in zip(run(fn), run(compiled))]
+    errors = [relative_error(*pair) for pair in zip(run(fn), run(compiled))]
     return dict(forward=errors[0], backward=max(errors[1:]))
 
 
