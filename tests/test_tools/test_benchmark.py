@@ -1,5 +1,6 @@
 """tools/analysis/benchmark.py, the timing helper behind its ratios, and
 the op shapes benchmark_op.py times."""
+import argparse
 import json
 import math
 import os
@@ -397,3 +398,40 @@ def test_op_benchmark_names_the_kernels_that_disagree():
     row['variants']['strip_4'] = dict(forward=dict(error=tolerance),
                                       backward=dict(error=0.0))
     assert benchmark_op.disagreements([row]) == []
+
+
+def test_op_benchmark_sets_the_op_beside_pytorch_baselines(monkeypatch):
+    """The op's floor ratios and those of the copy and depthwise
+    convolution baselines, each over the bytes it moves at the same
+    bandwidth, and the depthwise convolution's time over the op's."""
+    args = argparse.Namespace(device='cpu', batch=2, warmup=0, repeats=1)
+    baselines = benchmark_op.baselines_ms((2, 8, 4), 'float32', args)
+    assert sorted(baselines) == [
+        'copy_ms', 'depthwise_backward_ms', 'depthwise_backward_overhead_ms',
+        'depthwise_forward_ms', 'depthwise_forward_overhead_ms'
+    ]
+    assert all(ms > 0 for ms in baselines.values())
+
+    op_times = dict(forward_ms=2.0, backward_ms=4.0, forward_overhead_ms=0.5,
+                    backward_overhead_ms=1.0, forward_MiB=1.0,
+                    forward_backward_MiB=2.0, freed_memory_reused=True)
+    monkeypatch.setattr(benchmark_op, 'IMPLS',
+                        dict(compiled=None, reference=None))
+    monkeypatch.setattr(benchmark_op, 'measure',
+                        lambda impl, shape, dtype, args: dict(op_times))
+    monkeypatch.setattr(
+        benchmark_op, 'isolated_on_cpu', lambda device, fn, *a: dict(
+            copy_ms=1.0, depthwise_forward_ms=3.0, depthwise_backward_ms=8.0,
+            depthwise_forward_overhead_ms=0.7,
+            depthwise_backward_overhead_ms=1.3))
+    # 2 x 16 x 4 x 4 float32 elements, 2048 bytes: 1 ms at this bandwidth
+    row = benchmark_op.stage_results((1, 16, 4), 'float32', 2.048e-3, args)
+    assert row['forward']['floor_ratio'] == pytest.approx(2.0 / 3.125)
+    assert row['backward']['floor_ratio'] == pytest.approx(4.0 / 5.25)
+    assert row['copy'] == dict(ms=1.0, floor_ratio=pytest.approx(0.5))
+    assert row['forward']['depthwise_floor_ratio'] == pytest.approx(1.5)
+    assert row['backward']['depthwise_floor_ratio'] == pytest.approx(8 / 3)
+    assert row['forward']['vs_depthwise'] == pytest.approx(1.5)
+    assert row['backward']['vs_depthwise'] == pytest.approx(2.0)
+    assert row['forward']['depthwise_overhead_ms'] == 0.7
+    assert row['backward']['depthwise_overhead_ms'] == 1.3

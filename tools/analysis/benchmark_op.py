@@ -35,7 +35,15 @@ the dtype the benchmark still writes its results, then exits 1 naming
 them. ``overhead_ms`` is the time of the same call on a one-pixel input,
 caches flushed before it too (dispatch, autograd and kernel launches with
 their code and state evicted, which small stages are largely made of);
-``net_floor_ratio`` is (time - overhead) over the floor. On a GPU,
+``net_floor_ratio`` is (time - overhead) over the floor. Two baselines
+from PyTorch, timed the same way (caches flushed) at each stage, each over
+its own floor: ``copy``, one copy of the stage's input into a buffer
+allocated before (2 E elements), what one call that only moves data
+reaches at that size; ``depthwise``, the nearest ATen op, a 3 x 3
+depthwise convolution of the input (groups = C, padding 1; forward 2 E,
+backward 3 E elements: its weights are 9 C), forward and backward (both
+gradients) as the op's, with its one-pixel ``depthwise_overhead_ms``;
+``vs_depthwise`` is its time over the op's. On a GPU,
 ``kernel_ms`` is the device time of the op's kernels alone per call (the
 profiler's CUDA trace, same flushed calls), and ``kernel_floor_ratio`` /
 ``kernel_vs_previous`` compare kernels with the floor and with each other.
@@ -46,6 +54,7 @@ import os.path as osp
 from typing import Callable
 
 import torch
+import torch.nn.functional as F
 
 from mmcot.analysis import (add_malloc_defaults_argument, cache_flusher,
                             copy_bandwidth_gbps, device_name, isolated_on_cpu,
@@ -63,6 +72,9 @@ FLOOR_ELEMENTS = {
     'forward': 1 + 9 / 8 + 1,
     'backward': 1 + 1 + 9 / 8 + 1 + 9 / 8
 }
+#: the same for the baselines: a copy, a 3 x 3 depthwise convolution
+COPY_FLOOR_ELEMENTS = 2
+DEPTHWISE_FLOOR_ELEMENTS = {'forward': 2, 'backward': 3}
 DTYPES = ('float32', 'float64', 'float16', 'bfloat16')
 #: the most another build of the kernels (previous, variant) may differ from
 #: the shipped ones, relative to their largest value, in eps of the dtype
@@ -247,6 +259,33 @@ def directions_ms(fn, x, w, args, before=None, kernels=False) -> dict:
     return result
 
 
+def baselines_ms(shape, dtype, args) -> dict:
+    """At op shape ``shape`` (N, C, H), the median times (ms) of PyTorch's
+    baselines, the caches flushed before each call: ``copy_ms``, copying
+    the input into a buffer allocated before; ``depthwise_forward_ms`` /
+    ``_backward_ms``, a 3 x 3 depthwise convolution of the input, and
+    ``depthwise_forward_overhead_ms`` / ``_backward_overhead_ms``, of a
+    one-pixel input (as the op's ``overhead_ms``)."""
+    x = make_inputs(*shape, dtype, args.device)[0]
+    flush = cache_flusher(args.device)
+    out = torch.empty_like(x)
+    result = dict(copy_ms=median_ms(lambda: out.copy_(x.detach()),
+                                    args.device, args.warmup, args.repeats,
+                                    flush))
+
+    def depthwise(x, kernel):
+        return F.conv2d(x, kernel, padding=1, groups=x.shape[1])
+
+    for suffix, (n, c, size) in (('', shape), ('_overhead', (1, 8, 1))):
+        x = make_inputs(n, c, size, dtype, args.device)[0]
+        kernel = torch.ones(c, 1, 3, 3).to(x).requires_grad_()
+        for direction, ms in directions_ms(depthwise, x, kernel, args,
+                                           before=flush).items():
+            name = direction.replace('_ms', f'{suffix}_ms')
+            result[f'depthwise_{name}'] = ms
+    return result
+
+
 def run_case(impl, shape, dtype, args):
     """At op shape ``shape`` (N, C, H): median forward and backward time
     (ms), on a GPU the time of the op's kernels alone (an implementation of
@@ -357,6 +396,21 @@ def stage_results(shape, dtype, bandwidth, args) -> dict:
                     floor_ratio=variant_ms / floor_ms,
                     vs_current=variant_ms / current_ms,
                     error=result[f'{direction}_error'])
+    baselines = isolated_on_cpu(args.device, baselines_ms,
+                                (batch, channels, size), dtype, args)
+    floor_ms_per_element = itemsize * elements / bandwidth / 1e6
+    row['copy'] = dict(ms=baselines['copy_ms'],
+                       floor_ratio=baselines['copy_ms'] /
+                       (COPY_FLOOR_ELEMENTS * floor_ms_per_element))
+    for direction, per_element in DEPTHWISE_FLOOR_ELEMENTS.items():
+        depthwise_ms = baselines[f'depthwise_{direction}_ms']
+        row[direction].update(
+            depthwise_ms=depthwise_ms,
+            depthwise_overhead_ms=baselines[
+                f'depthwise_{direction}_overhead_ms'],
+            depthwise_floor_ratio=depthwise_ms /
+            (per_element * floor_ms_per_element),
+            vs_depthwise=depthwise_ms / row[direction]['ms'])
     for key in ('forward_MiB', 'forward_backward_MiB'):
         row[key] = compiled_[key]
         row[f'reference_{key}'] = reference_[key]
@@ -365,8 +419,8 @@ def stage_results(shape, dtype, bandwidth, args) -> dict:
 
 def table(rows) -> str:
     keys = ('ms', 'floor_ratio', 'net_floor_ratio', 'kernel_ms',
-            'kernel_floor_ratio', 'vs_reference', 'vs_previous',
-            'kernel_vs_previous')
+            'kernel_floor_ratio', 'vs_reference', 'depthwise_floor_ratio',
+            'vs_depthwise', 'vs_previous', 'kernel_vs_previous')
     return markdown_table([
         {
             'dtype': r['dtype'],
@@ -377,6 +431,7 @@ def table(rows) -> str:
                                          ('backward', 'bwd'))
                 for key in keys if key in r[direction]
             },
+            'copy floor_ratio': r['copy']['floor_ratio'],
             'fwd+bwd MiB': r['forward_backward_MiB'],
             'ref MiB': r['reference_forward_backward_MiB'],
         } for r in rows
@@ -444,7 +499,9 @@ def main():
           f'after {args.warmup} warm-up, caches flushed'
           f'{", malloc keeping freed memory" if reused else ""}; copy '
           f'bandwidth {bandwidth:.1f} GB/s; floor_ratio = time / (bytes to '
-          'move / copy bandwidth); vs_reference = reference time / time')
+          'move / copy bandwidth); vs_reference = reference time / time; '
+          'depthwise: a 3 x 3 depthwise convolution, copy: one copy of the '
+          'input, timed the same way')
     print(table(rows))
     if any('variants' in row for row in rows):
         print('\nvariants (vs_current: variant time / current time)')
