@@ -6,7 +6,7 @@ from .timing import (add_malloc_defaults_argument, cache_flusher,
                      interleaved_median_ms, interleaved_times_ms,
                      isolated_on_cpu, markdown_table, median_ms,
                      peak_memory_mib, profiled_ms, reuse_freed_cpu_memory,
-                     run_isolated, speed_ratio)
+                     run_isolated, self_time_shares, speed_ratio)
 
 __all__ = [
     'COT_FLOP_HANDLES', 'DETECTION_SHAPE', 'SEGMENTATION_SHAPE',
@@ -17,5 +17,5 @@ __all__ = [
     'device_name', 'format_range', 'interleaved_median_ms',
     'interleaved_times_ms', 'isolated_on_cpu', 'markdown_table', 'median_ms',
     'peak_memory_mib', 'profiled_ms', 'reuse_freed_cpu_memory',
-    'run_isolated', 'speed_ratio'
+    'run_isolated', 'self_time_shares', 'speed_ratio'
 ]

@@ -111,6 +111,35 @@ def profiled_ms(fn: Callable[[], Any],
     return total_us / repeats / 1e3
 
 
+def self_time_shares(fn: Callable[[], Any],
+                     device: str,
+                     top: int,
+                     repeats: int = 1) -> List[dict]:
+    """Where the time of ``fn()`` goes: on a CPU the ``top`` operators of
+    the largest self time (their time less that of the operators they
+    call), on a GPU the kernels of the largest device time, as dicts
+    ``op``, ``self_ms`` (per call of ``fn``) and ``share`` (of the total
+    over every operator or kernel), largest first; over ``repeats``
+    calls."""
+    from torch.profiler import ProfilerActivity, profile
+    cuda = device.startswith('cuda')
+    activity = ProfilerActivity.CUDA if cuda else ProfilerActivity.CPU
+    with profile(activities=[activity]) as prof:
+        for _ in range(repeats):
+            fn()
+        synchronize(device)
+    key = 'self_device_time_total' if cuda else 'self_cpu_time_total'
+    times = {}
+    for event in prof.key_averages():
+        times[event.key] = times.get(event.key, 0) + getattr(event, key)
+    total = sum(times.values()) or 1
+    ranked = sorted(times.items(), key=lambda item: -item[1])[:top]
+    return [
+        dict(op=op, self_ms=us / repeats / 1e3, share=us / total)
+        for op, us in ranked if us > 0
+    ]
+
+
 def cache_flusher(device: str, mib: int = 256) -> Callable[[], None]:
     """A function that evicts the device's caches by writing ``mib`` MiB
     (8x an H100's 50 MB L2; 256 MiB also exceeds CPU last-level caches)."""

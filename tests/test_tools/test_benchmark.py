@@ -191,7 +191,7 @@ def test_benchmark_ratios_are_to_resnet50_of_the_same_run(tmp_path):
     run_tool('tools/analysis/benchmark.py', '--models', 'CoTNet-50',
              '--batch', '1', '--train-batch', '2', '--shape', '32',
              '--det-shape', '64', '96', '--repeats', '1', '--warmup', '0',
-             '--json', str(out))
+             '--profile', '3', '--json', str(out))
     run = json.loads(out.read_text())
     assert run['setup']['interleaved'] and run['setup']['det_shape'] == [
         64, 96]
@@ -214,6 +214,31 @@ def test_benchmark_ratios_are_to_resnet50_of_the_same_run(tmp_path):
         assert ref[f'{key}_iqr'] == [1.0, 1.0]
         assert cot[f'{key}_iqr'] == pytest.approx([cot[key]] * 2)
     assert cot['train_peak_MiB'] > 0
+    profiles = run['profiles']['fp32']
+    assert list(profiles) == ['ResNet-50', 'CoTNet-50']
+    for entries in profiles.values():
+        assert len(entries) == 3
+        shares = [entry['share'] for entry in entries]
+        assert shares == sorted(shares, reverse=True)
+        assert 0 < sum(shares) <= 1
+
+
+def test_self_time_shares_rank_operators_by_their_own_time():
+    """A matrix product of 300 x 300 (27 M multiply-adds) then an add of
+    its 90 000 elements: the product first, with most of the time."""
+    a = torch.randn(300, 300)
+
+    def fn():
+        torch.mm(a, a).add(1)
+
+    shares = timing.self_time_shares(fn, 'cpu', top=10, repeats=3)
+    ops = [entry['op'] for entry in shares]
+    assert ops[0] == 'aten::mm' and 'aten::add' in ops
+    assert shares[0]['share'] > 0.5
+    times = [entry['self_ms'] for entry in shares]
+    assert times == sorted(times, reverse=True)
+    assert sum(entry['share'] for entry in shares) == pytest.approx(1.0)
+    assert len(timing.self_time_shares(fn, 'cpu', top=1)) == 1
 
 
 @pytest.mark.parametrize('memory_format,conv_layout', [
@@ -305,6 +330,7 @@ def test_benchmark_keeps_freed_memory_after_the_peaks(monkeypatch, defaults):
 @pytest.mark.parametrize('args,message', [
     (['--det-shape', '-1', '8'], '--det-shape takes two sizes'),
     (['--repeats', '0'], '--repeats must be at least 1'),
+    (['--profile', '-1'], '--profile must be at least 0'),
     (['--dtypes', 'fp16'], 'measured on GPUs only'),
     (['--train-batch', '1', '--shape', '32'], 'batch norm needs more than'),
     (['--device', 'gpu'], "--device 'gpu': expected cpu, cuda or cuda:N"),

@@ -4,7 +4,7 @@ ResNeSt-50, measured in the same run.
     python tools/analysis/benchmark.py [--device cpu|cuda] [--batch 8]
         [--shape 224] [--det-shape 800 1333] [--dtypes fp32 fp16 bf16]
         [--memory-format contiguous|channels_last] [--fuse-conv-bn]
-        [--models MODEL ...] [--malloc-defaults]
+        [--models MODEL ...] [--malloc-defaults] [--profile N]
         [--json OUT] [--markdown OUT]
 
 Each model is an ImageNet classifier (backbone, global pooling, 1000-way
@@ -28,7 +28,10 @@ for the next (:func:`mmcot.analysis.reuse_freed_cpu_memory`), as
 benchmark_op.py's: with glibc's defaults a forward at batch 8 takes 40 000
 to 70 000 first-touch page faults on its outputs, which cost both models
 about a quarter of their time and vary by process. ``--malloc-defaults``
-times with glibc's defaults instead.
+times with glibc's defaults instead. ``--profile N`` adds where each
+model's inference time goes: the N operators of the largest self time
+(GPU: kernels of the largest device time) in three inference calls after
+the warm-up, each with its share of the total (``profiles`` in the JSON).
 """
 import copy
 import json
@@ -43,7 +46,8 @@ import mmcot  # noqa: F401  (registers the CoT backbones)
 from mmcot.analysis import (add_malloc_defaults_argument, device_name,
                             interleaved_times_ms, isolated_on_cpu,
                             markdown_table, peak_memory_mib,
-                            reuse_freed_cpu_memory, speed_ratio)
+                            reuse_freed_cpu_memory, self_time_shares,
+                            speed_ratio)
 from mmcot.analysis.classifiers import BACKBONES, build_classifier
 from mmcot.cli import ToolArgumentParser, check_device, check_output_file
 from mmcot.fileio import atomic_write
@@ -54,6 +58,8 @@ MEMORY_FORMATS = {
     'channels_last': torch.channels_last
 }
 REFERENCE = 'ResNet-50'
+#: inference calls the profile of ``--profile`` covers
+PROFILED_CALLS = 3
 
 
 def parse_args():
@@ -93,6 +99,13 @@ def parse_args():
         help='backbone inference at this size, batch 1 (0 0: skip)')
     parser.add_argument('--repeats', type=int, default=10)
     parser.add_argument('--warmup', type=int, default=2)
+    parser.add_argument(
+        '--profile',
+        type=int,
+        default=0,
+        metavar='N',
+        help='also list the N operators taking most of each model\'s '
+        'inference time (default: 0, none)')
     parser.add_argument('--json', help='write the measurements here')
     parser.add_argument('--markdown', help='write the table here')
     args = parser.parse_args()
@@ -107,8 +120,9 @@ def parse_args():
     for name in ('batch', 'train_batch', 'shape', 'repeats'):
         if getattr(args, name) < 1:
             parser.error(f'--{name.replace("_", "-")} must be at least 1')
-    if args.warmup < 0:
-        parser.error('--warmup must be at least 0')
+    for name in ('warmup', 'profile'):
+        if getattr(args, name) < 0:
+            parser.error(f'--{name} must be at least 0')
     if args.train_batch * (args.shape // 32)**2 < 2:
         parser.error('--train-batch x (--shape / 32)^2 must be at least 2: '
                      'batch norm needs more than one value a channel in the '
@@ -205,6 +219,27 @@ def measure_speed(args, dtype_name: str) -> dict:
     return times
 
 
+def measure_profiles(args, dtype_name: str) -> dict:
+    """{model: the ``args.profile`` operators of the largest self time in
+    its inference (:func:`mmcot.analysis.self_time_shares`)}."""
+    profiles = {}
+    for name in args.models:
+        runner = ModelRunner(name, args, dtype_name)
+        for _ in range(max(args.warmup, 1)):
+            runner.infer()
+        profiles[name] = self_time_shares(runner.infer, args.device,
+                                          args.profile, PROFILED_CALLS)
+    return profiles
+
+
+def profile_table(profiles: dict) -> str:
+    return markdown_table([
+        dict(model=name, op=entry['op'], self_ms=entry['self_ms'],
+             share=f'{entry["share"]:.1%}')
+        for name, entries in profiles.items() for entry in entries
+    ])
+
+
 def measure(args, dtype_name: str) -> list:
     """The table rows of one precision. Each ratio to ResNet-50 (its
     throughput over ResNet-50's, from the medians) comes with the first and
@@ -250,8 +285,11 @@ def main():
     if args.device.startswith('cuda') and not torch.cuda.is_available():
         raise SystemExit('error: --device cuda: no GPU is visible')
     rows = []
+    profiles = {}
     for dtype_name in args.dtypes:
         rows += measure(args, dtype_name)
+        if args.profile:
+            profiles[dtype_name] = measure_profiles(args, dtype_name)
 
     setup = dict(
         device=device_name(args.device),
@@ -277,9 +315,16 @@ def main():
     table = markdown_table(rows)
     print(title)
     print(table)
+    for dtype_name, by_model in profiles.items():
+        print(f'\nwhere inference time goes, {dtype_name} (self time over '
+              f'{PROFILED_CALLS} calls)')
+        print(profile_table(by_model))
     if args.json:
+        results = dict(setup=setup, rows=rows)
+        if profiles:
+            results['profiles'] = profiles
         with atomic_write(args.json, 'w') as f:
-            json.dump(dict(setup=setup, rows=rows), f, indent=1)
+            json.dump(results, f, indent=1)
     if args.markdown:
         with atomic_write(args.markdown, 'w') as f:
             f.write(f'{title}\n\n{table}\n')
