@@ -23,7 +23,8 @@
 #   4. model_benchmark (not with --quick): tools/analysis/benchmark.py
 #      --device cuda, CoTNet-50, CoTNeXt-50, SE-CoTNetD-50 against ResNet-50,
 #      ResNeXt-50 and ResNeSt-50, fp32 and fp16 inference and training step,
-#      batch 64, img/s and peak memory, one run;
+#      batch 64, img/s and peak memory, one run, with the 12 kernels of the
+#      largest device time in each model's inference (--profile);
 #   5. train: 100 iterations of AMP training of a CoTNet-50 classifier on the
 #      generated shapes images through tools/train.py (MMEngine's runner):
 #      the loss must stay finite and fall;
@@ -155,7 +156,7 @@ if [ $QUICK -eq 0 ]; then
   step model_benchmark "$PY" tools/analysis/benchmark.py --device "$DEVICE" \
     --models ResNet-50 'ResNeXt-50 (32x4d)' ResNeSt-50 CoTNet-50 \
     CoTNeXt-50 SE-CoTNetD-50 --dtypes $MODEL_DTYPES --batch "$BATCH" \
-    --train-batch "$BATCH" --repeats "$REPEATS" \
+    --train-batch "$BATCH" --repeats "$REPEATS" --profile 12 \
     --json "$OUT/model_benchmark.json"
 fi
 

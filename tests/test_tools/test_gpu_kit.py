@@ -44,11 +44,18 @@ def test_gpu_check_runs_every_step_on_a_cpu(smoke):
             assert 0 < d['overhead_ms']
             assert d['net_floor_ratio'] == pytest.approx(
                 max(d['ms'] - d['overhead_ms'], 0) / d['floor_ms'])
+            assert d['vs_depthwise'] == pytest.approx(d['depthwise_ms'] /
+                                                      d['ms'])
+        assert row['copy']['ms'] > 0
     models = summary['model_benchmark']
-    assert [r['model'] for r in models['rows']] == [
+    names = [
         'ResNet-50', 'ResNeXt-50 (32x4d)', 'ResNeSt-50', 'CoTNet-50',
         'CoTNeXt-50', 'SE-CoTNetD-50'
     ]
+    assert [r['model'] for r in models['rows']] == names
+    profiles = models['profiles']['fp32']
+    assert list(profiles) == names
+    assert all(len(entries) == 12 for entries in profiles.values())
     training = summary['training']
     assert training['iterations'] == 6  # 24 images, batch 4, one epoch
     assert training['finite']
