@@ -95,20 +95,32 @@ def profiled_ms(fn: Callable[[], Any],
     names with ``match`` in it: on a GPU the device time of those kernels
     (host overhead excluded), on a CPU the time of those operators. Each of
     ``repeats`` calls follows ``before()`` (untimed unless it matches)."""
+    key = 'device_time_total' if device.startswith(
+        'cuda') else 'cpu_time_total'
+    total_us = sum(
+        getattr(event, key)
+        for event in _profiled_events(fn, device, repeats, before)
+        if match in event.key)
+    return total_us / repeats / 1e3
+
+
+def _profiled_events(fn: Callable[[], Any],
+                     device: str,
+                     repeats: int,
+                     before: Optional[Callable[[], Any]] = None) -> list:
+    """The profiler's events of ``repeats`` calls of ``fn()``, each after
+    ``before()``, by name (``key_averages``): CUDA kernels on a GPU, CPU
+    operators otherwise."""
     from torch.profiler import ProfilerActivity, profile
-    cuda = device.startswith('cuda')
-    activity = ProfilerActivity.CUDA if cuda else ProfilerActivity.CPU
+    activity = (ProfilerActivity.CUDA
+                if device.startswith('cuda') else ProfilerActivity.CPU)
     with profile(activities=[activity]) as prof:
         for _ in range(repeats):
             if before is not None:
                 before()
             fn()
         synchronize(device)
-    key = 'device_time_total' if cuda else 'cpu_time_total'
-    total_us = sum(
-        getattr(event, key) for event in prof.key_averages()
-        if match in event.key)
-    return total_us / repeats / 1e3
+    return list(prof.key_averages())
 
 
 def self_time_shares(fn: Callable[[], Any],
@@ -121,17 +133,12 @@ def self_time_shares(fn: Callable[[], Any],
     ``op``, ``self_ms`` (per call of ``fn``) and ``share`` (of the total
     over every operator or kernel), largest first; over ``repeats``
     calls."""
-    from torch.profiler import ProfilerActivity, profile
-    cuda = device.startswith('cuda')
-    activity = ProfilerActivity.CUDA if cuda else ProfilerActivity.CPU
-    with profile(activities=[activity]) as prof:
-        for _ in range(repeats):
-            fn()
-        synchronize(device)
-    key = 'self_device_time_total' if cuda else 'self_cpu_time_total'
-    times = {}
-    for event in prof.key_averages():
-        times[event.key] = times.get(event.key, 0) + getattr(event, key)
+    key = 'self_device_time_total' if device.startswith(
+        'cuda') else 'self_cpu_time_total'
+    times = {
+        event.key: getattr(event, key)
+        for event in _profiled_events(fn, device, repeats)
+    }
     total = sum(times.values()) or 1
     ranked = sorted(times.items(), key=lambda item: -item[1])[:top]
     return [

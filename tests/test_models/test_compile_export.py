@@ -166,7 +166,7 @@ def test_onnx_verification_does_not_pass_nans(tmp_path):
 def test_relative_error_is_relative_to_the_largest_value():
     """The measure the ONNX check, benchmark_deploy.py and the op
     benchmark report: worst difference over the largest magnitude."""
-    want = torch.tensor([[4.0, -2.0], [1.0, 0.5]])
+    want = torch.tensor([[4.0, -2.0], [1.0, 0.5]], dtype=torch.float64)
     got = want.clone()
     assert relative_error(got, want) == 0.0
     got[1, 1] += 0.01  # 0.01 of the largest value, 4

@@ -430,8 +430,10 @@ def test_op_benchmark_sets_the_op_beside_pytorch_baselines(monkeypatch):
     """The op's floor ratios and those of the copy and depthwise
     convolution baselines, each over the bytes it moves at the same
     bandwidth, and the depthwise convolution's time over the op's."""
-    args = argparse.Namespace(device='cpu', batch=2, warmup=0, repeats=1)
+    args = argparse.Namespace(device='cpu', batch=2, warmup=0, repeats=1,
+                              reuse_freed_memory=False)
     baselines = benchmark_op.baselines_ms((2, 8, 4), 'float32', args)
+    assert baselines.pop('freed_memory_reused') is False
     assert sorted(baselines) == [
         'copy_ms', 'depthwise_backward_ms', 'depthwise_backward_overhead_ms',
         'depthwise_forward_ms', 'depthwise_forward_overhead_ms'
@@ -445,13 +447,16 @@ def test_op_benchmark_sets_the_op_beside_pytorch_baselines(monkeypatch):
                         dict(compiled=None, reference=None))
     monkeypatch.setattr(benchmark_op, 'measure',
                         lambda impl, shape, dtype, args: dict(op_times))
-    monkeypatch.setattr(
-        benchmark_op, 'isolated_on_cpu', lambda device, fn, *a: dict(
-            copy_ms=1.0, depthwise_forward_ms=3.0, depthwise_backward_ms=8.0,
-            depthwise_forward_overhead_ms=0.7,
-            depthwise_backward_overhead_ms=1.3))
+    baselines = dict(copy_ms=1.0, depthwise_forward_ms=3.0,
+                     depthwise_backward_ms=8.0,
+                     depthwise_forward_overhead_ms=0.7,
+                     depthwise_backward_overhead_ms=1.3,
+                     freed_memory_reused=True)
+    monkeypatch.setattr(benchmark_op, 'isolated_on_cpu',
+                        lambda device, fn, *a: dict(baselines))
     # 2 x 16 x 4 x 4 float32 elements, 2048 bytes: 1 ms at this bandwidth
     row = benchmark_op.stage_results((1, 16, 4), 'float32', 2.048e-3, args)
+    assert row['freed_memory_reused'] is True
     assert row['forward']['floor_ratio'] == pytest.approx(2.0 / 3.125)
     assert row['backward']['floor_ratio'] == pytest.approx(4.0 / 5.25)
     assert row['copy'] == dict(ms=1.0, floor_ratio=pytest.approx(0.5))
@@ -461,3 +466,7 @@ def test_op_benchmark_sets_the_op_beside_pytorch_baselines(monkeypatch):
     assert row['backward']['vs_depthwise'] == pytest.approx(2.0)
     assert row['forward']['depthwise_overhead_ms'] == 0.7
     assert row['backward']['depthwise_overhead_ms'] == 1.3
+    # timed under other malloc settings than the op: the row says so
+    baselines['freed_memory_reused'] = False
+    row = benchmark_op.stage_results((1, 16, 4), 'float32', 2.048e-3, args)
+    assert row['freed_memory_reused'] is False

@@ -234,7 +234,7 @@ def measure_profiles(args, dtype_name: str) -> dict:
 
 def profile_table(profiles: dict) -> str:
     return markdown_table([
-        dict(model=name, op=entry['op'], self_ms=entry['self_ms'],
+        dict(model=name, op=entry['op'], self_ms=f'{entry["self_ms"]:.3f}',
              share=f'{entry["share"]:.1%}')
         for name, entries in profiles.items() for entry in entries
     ])
@@ -316,8 +316,10 @@ def main():
     print(title)
     print(table)
     for dtype_name, by_model in profiles.items():
-        print(f'\nwhere inference time goes, {dtype_name} (self time over '
-              f'{PROFILED_CALLS} calls)')
+        measure_of = ('kernel device time' if args.device.startswith('cuda')
+                      else 'operator self time')
+        print(f'\nwhere inference time goes, {dtype_name} ({measure_of} '
+              f'over {PROFILED_CALLS} calls)')
         print(profile_table(by_model))
     if args.json:
         results = dict(setup=setup, rows=rows)

@@ -75,6 +75,8 @@ FLOOR_ELEMENTS = {
 #: the same for the baselines: a copy, a 3 x 3 depthwise convolution
 COPY_FLOOR_ELEMENTS = 2
 DEPTHWISE_FLOOR_ELEMENTS = {'forward': 2, 'backward': 3}
+#: (N, C, H) of the input whose time is a call's fixed cost
+ONE_PIXEL = (1, 8, 1)
 DTYPES = ('float32', 'float64', 'float16', 'bfloat16')
 #: the most another build of the kernels (previous, variant) may differ from
 #: the shipped ones, relative to their largest value, in eps of the dtype
@@ -259,30 +261,47 @@ def directions_ms(fn, x, w, args, before=None, kernels=False) -> dict:
     return result
 
 
+def timed_directions(fn, inputs, one_pixel, args, before,
+                     kernels=False) -> dict:
+    """:func:`directions_ms` of ``fn`` on ``inputs`` and, as
+    ``forward_overhead_ms`` / ``backward_overhead_ms``, on the one-pixel
+    ``one_pixel`` (what a call costs besides moving the data: dispatch,
+    autograd, launches, with their code and state evicted as the data
+    are)."""
+    result = directions_ms(fn, *inputs, args, before=before, kernels=kernels)
+    for direction, ms in directions_ms(fn, *one_pixel, args,
+                                       before=before).items():
+        result[direction.replace('_ms', '_overhead_ms')] = ms
+    return result
+
+
 def baselines_ms(shape, dtype, args) -> dict:
     """At op shape ``shape`` (N, C, H), the median times (ms) of PyTorch's
-    baselines, the caches flushed before each call: ``copy_ms``, copying
-    the input into a buffer allocated before; ``depthwise_forward_ms`` /
+    baselines, timed as the op (:func:`run_case`): ``copy_ms``, copying the
+    input into a buffer allocated before; ``depthwise_forward_ms`` /
     ``_backward_ms``, a 3 x 3 depthwise convolution of the input, and
     ``depthwise_forward_overhead_ms`` / ``_backward_overhead_ms``, of a
-    one-pixel input (as the op's ``overhead_ms``)."""
-    x = make_inputs(*shape, dtype, args.device)[0]
+    one-pixel input; whether malloc kept freed memory
+    (``freed_memory_reused``)."""
+    result = dict(freed_memory_reused=bool(args.reuse_freed_memory
+                                           and reuse_freed_cpu_memory()))
     flush = cache_flusher(args.device)
-    out = torch.empty_like(x)
-    result = dict(copy_ms=median_ms(lambda: out.copy_(x.detach()),
-                                    args.device, args.warmup, args.repeats,
-                                    flush))
+
+    def depthwise_inputs(batch, channels, size):
+        x = make_inputs(batch, channels, size, dtype, args.device)[0]
+        return x, torch.ones(channels, 1, 3, 3).to(x).requires_grad_()
 
     def depthwise(x, kernel):
         return F.conv2d(x, kernel, padding=1, groups=x.shape[1])
 
-    for suffix, (n, c, size) in (('', shape), ('_overhead', (1, 8, 1))):
-        x = make_inputs(n, c, size, dtype, args.device)[0]
-        kernel = torch.ones(c, 1, 3, 3).to(x).requires_grad_()
-        for direction, ms in directions_ms(depthwise, x, kernel, args,
-                                           before=flush).items():
-            name = direction.replace('_ms', f'{suffix}_ms')
-            result[f'depthwise_{name}'] = ms
+    x, kernel = depthwise_inputs(*shape)
+    out = torch.empty_like(x)
+    result['copy_ms'] = median_ms(lambda: out.copy_(x.detach()), args.device,
+                                  args.warmup, args.repeats, flush)
+    for key, ms in timed_directions(depthwise, (x, kernel),
+                                    depthwise_inputs(*ONE_PIXEL), args,
+                                    flush).items():
+        result[f'depthwise_{key}'] = ms
     return result
 
 
@@ -290,11 +309,10 @@ def run_case(impl, shape, dtype, args):
     """At op shape ``shape`` (N, C, H): median forward and backward time
     (ms), on a GPU the time of the op's kernels alone (an implementation of
     our kernels, not the reference), the time of a call on a one-pixel
-    input, timed as the others after a flush (what a call costs besides
-    moving the data: dispatch, autograd, launches, with their code and
-    state evicted as the data are) and peak memory (MiB) of the forward
-    and of forward + backward, for one implementation; whether malloc kept
-    freed memory for the timed calls (``freed_memory_reused``)."""
+    input (:func:`timed_directions`), each after a cache flush, and peak
+    memory (MiB) of the forward and of forward + backward, for one
+    implementation; whether malloc kept freed memory for the timed calls
+    (``freed_memory_reused``)."""
     x, w = make_inputs(*shape, dtype, args.device)
     fn = IMPLS[impl]
 
@@ -313,17 +331,12 @@ def run_case(impl, shape, dtype, args):
     # after the peak resident set, which reuse would hide; glibc only
     result['freed_memory_reused'] = bool(args.reuse_freed_memory
                                          and reuse_freed_cpu_memory())
-    flush = cache_flusher(args.device)
     result.update(
-        directions_ms(fn,
-                      x,
-                      w,
-                      args,
-                      before=flush,
-                      kernels=cuda and impl != 'reference'))
-    tiny = make_inputs(1, 8, 1, dtype, args.device)
-    for direction, ms in directions_ms(fn, *tiny, args, before=flush).items():
-        result[direction.replace('_ms', '_overhead_ms')] = ms
+        timed_directions(fn, (x, w),
+                         make_inputs(*ONE_PIXEL, dtype, args.device),
+                         args,
+                         cache_flusher(args.device),
+                         kernels=cuda and impl != 'reference'))
     if impl not in ('compiled', 'reference'):  # another build of the kernels
         for direction, error in disagreement(fn, x, w).items():
             result[f'{direction}_error'] = error
@@ -345,17 +358,24 @@ def stage_results(shape, dtype, bandwidth, args) -> dict:
         impl: measure(impl, (batch, channels, size), dtype, args)
         for impl in IMPLS
     }
+    baselines = isolated_on_cpu(args.device, baselines_ms,
+                                (batch, channels, size), dtype, args)
     compiled_, reference_ = results['compiled'], results['reference']
     row = dict(dtype=dtype,
                C=channels,
                H=size,
                batch=batch,
-               freed_memory_reused=all(r['freed_memory_reused']
-                                       for r in results.values()))
+               freed_memory_reused=all(
+                   r['freed_memory_reused']
+                   for r in [*results.values(), baselines]))
+
+    def floor_of(per_element: float) -> float:
+        """ms to move ``per_element`` * E elements at the bandwidth."""
+        return per_element * elements * itemsize / bandwidth / 1e6
+
     for direction, per_element in FLOOR_ELEMENTS.items():
-        moved = per_element * elements * itemsize
         ms = compiled_[f'{direction}_ms']
-        floor_ms = moved / bandwidth / 1e6
+        floor_ms = floor_of(per_element)
         overhead_ms = compiled_[f'{direction}_overhead_ms']
         row[direction] = dict(
             ms=ms,
@@ -363,7 +383,7 @@ def stage_results(shape, dtype, bandwidth, args) -> dict:
             floor_ratio=ms / floor_ms,
             overhead_ms=overhead_ms,
             net_floor_ratio=max(ms - overhead_ms, 0) / floor_ms,
-            GBps=moved / ms / 1e6,
+            GBps=per_element * elements * itemsize / ms / 1e6,
             reference_ms=reference_[f'{direction}_ms'],
             vs_reference=reference_[f'{direction}_ms'] / ms)
         kernel_ms = compiled_.get(f'{direction}_kernel_ms')
@@ -396,20 +416,16 @@ def stage_results(shape, dtype, bandwidth, args) -> dict:
                     floor_ratio=variant_ms / floor_ms,
                     vs_current=variant_ms / current_ms,
                     error=result[f'{direction}_error'])
-    baselines = isolated_on_cpu(args.device, baselines_ms,
-                                (batch, channels, size), dtype, args)
-    floor_ms_per_element = itemsize * elements / bandwidth / 1e6
     row['copy'] = dict(ms=baselines['copy_ms'],
                        floor_ratio=baselines['copy_ms'] /
-                       (COPY_FLOOR_ELEMENTS * floor_ms_per_element))
+                       floor_of(COPY_FLOOR_ELEMENTS))
     for direction, per_element in DEPTHWISE_FLOOR_ELEMENTS.items():
         depthwise_ms = baselines[f'depthwise_{direction}_ms']
         row[direction].update(
             depthwise_ms=depthwise_ms,
             depthwise_overhead_ms=baselines[
                 f'depthwise_{direction}_overhead_ms'],
-            depthwise_floor_ratio=depthwise_ms /
-            (per_element * floor_ms_per_element),
+            depthwise_floor_ratio=depthwise_ms / floor_of(per_element),
             vs_depthwise=depthwise_ms / row[direction]['ms'])
     for key in ('forward_MiB', 'forward_backward_MiB'):
         row[key] = compiled_[key]
